@@ -1,0 +1,1 @@
+"""Newsletter and syndication publisher for news sites."""
