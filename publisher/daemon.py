@@ -21,9 +21,9 @@ from .config import Config
 logger = logging.getLogger(__name__)
 
 
-def build_scheduler(config: Config) -> BlockingScheduler:
+def build_scheduler(config: Config, scheduler_cls=BlockingScheduler):
     tz = config.site.timezone
-    scheduler = BlockingScheduler(
+    scheduler = scheduler_cls(
         timezone=tz,
         jobstores={"default": SQLAlchemyJobStore(url=config.storage.database_url)},
         job_defaults={"coalesce": True, "max_instances": 1,
