@@ -102,11 +102,11 @@ def read_feed_source(config: Config, store: Store,
     if result.status == 304:
         logger.info("source %s: not modified", source.name)
         return [], []
-    articles = upstream.parse_feed(result.body, source, config, result.content_type)
+    articles, problems = upstream.parse_feed(result.body, source, config, result.content_type)
     with store.engine.begin() as conn:
         conn.execute(update(source_state).where(source_state.c.name == source.name)
                      .values(etag=result.etag, last_modified=result.last_modified))
-    return articles, []
+    return articles, problems
 
 
 def _canonical(article: Article, config: Config) -> Article:

@@ -113,24 +113,30 @@ def _short(e: Exception) -> str:
 
 
 def parse_feed(body: bytes, source: SourceConfig, config: Config,
-               content_type: str = "") -> list[Article]:
-    """Parse an RSS/Atom document into articles; raise SourceError if it is not a feed."""
+               content_type: str = "") -> tuple[list[Article], list[str]]:
+    """Parse an RSS/Atom document into (articles, problems).
+
+    A document that yields no usable entry raises SourceError; a malformed one
+    that still yields entries is used and its problem reported by name.
+    """
     headers = {"content-type": content_type} if content_type else {}
     parsed = feedparser.parse(body, response_headers=headers, sanitize_html=False,
                               resolve_relative_uris=False)
-    if parsed.bozo and not parsed.entries:
-        raise SourceError(f"source {source.name}: not a valid feed: {parsed.get('bozo_exception')}")
-    if parsed.bozo:
-        logger.warning("source %s: feed has errors (%s); using %d entries", source.name,
-                       parsed.get("bozo_exception"), len(parsed.entries))
     base = parsed.feed.get("link") or source.url or ""
-    articles = []
+    articles, problems = [], []
     for entry in parsed.entries:
         try:
             articles.append(entry_to_article(entry, source, config, base))
         except SourceError as e:
-            logger.warning("%s", e)
-    return articles
+            problems.append(str(e))
+    if parsed.bozo:
+        reason = f"source {source.name}: malformed feed: {parsed.get('bozo_exception')}"
+        if not articles:
+            raise SourceError(reason)
+        problems.insert(0, reason + f" (used {len(articles)} entries)")
+    for p in problems:
+        logger.warning("%s", p)
+    return articles, problems
 
 
 def entry_to_article(entry, source: SourceConfig, config: Config, base: str) -> Article:
