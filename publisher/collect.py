@@ -118,6 +118,7 @@ def _canonical(article: Article, config: Config) -> Article:
         body_html=scripts.convert_html(article.body_html, target),
         author=scripts.to_script(article.author, target),
         category=scripts.to_script(article.category, target),
+        source_name=scripts.to_script(article.source_name, target),
     )
 
 

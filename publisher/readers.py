@@ -59,7 +59,7 @@ def read_markdown(path: Path, root: Path, config: Config, source_name: str) -> A
     url = str(meta.get("url") or article_url(config, article_id))
     html = markdown.markdown(body, extensions=["tables", "fenced_code", "sane_lists"],
                              output_format="html")
-    body_html = cleaning.sanitize_html(cleaning.strip_ruby(html), url)
+    body_html = cleaning.sanitize_html(cleaning.strip_pinyin(cleaning.strip_ruby(html)), url)
     category = meta.get("category") or (meta.get("categories") or [""])[0]
     source = _text(meta.get("source"), path, "source")
     unknown = set(meta) - KNOWN_KEYS

@@ -143,14 +143,15 @@ def entry_to_article(entry, source: SourceConfig, config: Config, base: str) -> 
     link = urljoin(base, entry.get("link") or "")
     if not link:
         raise SourceError(f"source {source.name}: entry without link skipped")
-    title = cleaning.strip_xml_illegal(cleaning.html_to_text(entry.get("title") or "")).strip()
+    title = cleaning.strip_pinyin(cleaning.strip_xml_illegal(
+        cleaning.html_to_text(entry.get("title") or ""))).strip()
     if not title:
         raise SourceError(f"source {source.name}: entry {link} without title skipped")
     html = ""
     if entry.get("content"):
         html = entry.content[0].get("value", "")
     html = html or entry.get("summary") or ""
-    body_html = cleaning.sanitize_html(cleaning.strip_ruby(html), link)
+    body_html = cleaning.sanitize_html(cleaning.strip_pinyin(cleaning.strip_ruby(html)), link)
     published = _entry_date(entry, "published") or _entry_date(entry, "updated") \
         or datetime.now(timezone.utc)
     guid = entry.get("id") or link

@@ -193,3 +193,20 @@ def test_connection_refused_is_a_source_error():
     src = SourceConfig(name="x", type="feed", url="http://127.0.0.1:1/feed.xml", timeout=1)
     with pytest.raises(SourceError, match="source x: http://127.0.0.1:1/feed.xml"):
         upstream.fetch(src)
+
+
+def test_pinyin_and_ruby_removed_from_feed_html(tmp_path, http_server):
+    body = ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+            '<link>https://p.example/</link><description>d</description><item>'
+            '<title>黨旗飄揚(yáng)在城市上空</title><link>https://p.example/1</link><guid>p1</guid>'
+            '<pubDate>Wed, 25 Nov 2026 03:00:00 GMT</pubDate><description><![CDATA['
+            '<p>紅旗飄揚(yáng)在<ruby>城<rp>(</rp><rt>chéng</rt><rp>)</rp></ruby>市。'
+            '(6月18日,《 人民日報 》)</p>]]></description></item></channel></rss>')
+    http_server.route("GET", "/p.xml", Response(200, body.encode(), {"Content-Type": "text/xml"}))
+    config, store = feed_site(tmp_path, [("p", f"{http_server.url}/p.xml")])
+    collect.collect(config, store, NOW)
+    [a] = store.published_articles(NOW)
+    assert a.title == "党旗飘扬在城市上空"
+    assert "yáng" not in a.body_html and "chéng" not in a.body_html
+    assert "红旗飘扬在城市。" in a.body_html
+    assert "(6月18日,《 人民日报 》)" in a.body_html  # a real citation stays
