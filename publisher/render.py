@@ -118,8 +118,13 @@ def digest_subject(config: Config, digest: DigestConfig, date: datetime, count: 
 
 
 def render_digest(config: Config, digest: DigestConfig, edition_key: str, date: datetime,
-                  articles: list[Article], variant: Variant, archive_url: str) -> RenderedDigest:
-    """Render one variant of an edition: subject, inlined HTML and plain text."""
+                  articles: list[Article], variant: Variant, archive_url: str, *,
+                  web: bool = False) -> RenderedDigest:
+    """Render one variant of an edition: subject, inlined HTML and plain text.
+
+    *web* renders the archive ("view in browser") page: no recipient, and a
+    subscribe link where the preference and unsubscribe links would be.
+    """
     chosen = [localize(a, variant.script) for a in articles if variant.selects(a)]
     subject = digest_subject(config, digest, date, len(chosen), variant.script)
     context = dict(
@@ -130,11 +135,22 @@ def render_digest(config: Config, digest: DigestConfig, edition_key: str, date: 
         recipient=RECIPIENT, disclaimer=scripts.to_script(config.rights.disclaimer, variant.script),
         preheader=_preheader(chosen),
         lang="zh-Hant" if variant.script == "zh-hant" else "zh-Hans",
+        web=web, subscribe_url=f"{config.site.url}/subscribe",
     )
     html = render_template(config, "email/digest.html", **context)
-    inlined = inline_css(html, config.site.url)
+    if variant.script == "zh-hant":  # the template's own words, too
+        html = scripts.convert_html(html, variant.script)
+    inlined = _restore_placeholders(inline_css(html, config.site.url))
     return RenderedDigest(subject=subject, html=inlined, text=html_to_text(html),
                           article_count=len(chosen))
+
+
+_JOINED_PLACEHOLDER = re.compile(rf'="[^"]*?({PREFS_URL}|{UNSUB_URL})"')
+
+
+def _restore_placeholders(html: str) -> str:
+    """Undo premailer's base_url join (``https://site/PUBLISHERPREFSURL0``) on placeholders."""
+    return _JOINED_PLACEHOLDER.sub(r'="\1"', html)
 
 
 def _preheader(articles: list[Article]) -> str:

@@ -109,7 +109,11 @@ subscribers = Table(
     Column("consent_method", String(32), nullable=False, default=""),  # web | import | cli | demo
     Column("consent_ip", String(64), nullable=False, default=""),
     Column("consent_at", UTCDateTime()),
+    Column("consent_detail", Text, nullable=False, default=""),  # form page / file:line
     Column("confirmed_at", UTCDateTime()),
+    Column("confirm_method", String(32), nullable=False, default=""),  # web | import | cli
+    Column("confirm_ip", String(64), nullable=False, default=""),
+    Column("confirmation_sent_at", UTCDateTime()),
     Column("unsubscribed_at", UTCDateTime()),
     Column("soft_bounces", Integer, nullable=False, default=0),
     Column("updated_at", UTCDateTime()),
@@ -145,12 +149,13 @@ outbox = Table(
     Column("subscriber_id", Integer, ForeignKey("subscribers.id"), nullable=False),
     Column("email", String(320), nullable=False),
     Column("variant", String(255), nullable=False),
-    # pending | claimed | sent | deferred | failed | bounced | suppressed
+    # pending | claimed | sent | deferred | failed | bounced | rejected | suppressed
     Column("status", String(16), nullable=False, default="pending"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UTCDateTime()),
     Column("claimed_at", UTCDateTime()),
     Column("claimed_by", String(128)),
+    Column("first_attempt_at", UTCDateTime()),  # start of the retry deadline
     Column("sent_at", UTCDateTime()),
     Column("last_code", Integer),
     Column("last_enhanced", String(16)),
@@ -176,6 +181,7 @@ deliveries = Table(
     Column("terms_version", String(64), nullable=False, default=""),
     UniqueConstraint("partner", "article_id", "version", "event", name="uq_delivery"),
     Index("ix_deliveries_status", "status", "partner"),
+    Index("ix_deliveries_article", "article_id", "event"),
 )
 
 audit_log = Table(

@@ -20,11 +20,21 @@ from .errors import ConfigError
 logger = logging.getLogger(__name__)
 
 CONFIRM, PREFERENCES, UNSUBSCRIBE = "confirm", "preferences", "unsubscribe"
-MAX_AGE = {CONFIRM: 7 * 86400, PREFERENCES: 400 * 86400, UNSUBSCRIBE: 400 * 86400}
+# Seconds a token stays valid. An unsubscribe link never expires: a reader who
+# finds an old digest must still be able to leave (RFC 8058, Gmail/Yahoo 2024).
+MAX_AGE: dict[str, int | None] = {CONFIRM: 7 * 86400, PREFERENCES: 400 * 86400,
+                                  UNSUBSCRIBE: None}
 
 
 class BadToken(Exception):
-    """The token is malformed, tampered with, expired or for another action."""
+    """The token is malformed, tampered with, expired or for another action.
+
+    ``reason`` is ``"expired"`` or ``"invalid"``.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 def secret_key(config: Config) -> str:
@@ -63,6 +73,8 @@ class Signer:
 
     def load(self, token: str, action: str) -> str:
         """Return the token_key in a valid *action* token, or raise BadToken."""
+        if not isinstance(token, str) or len(token) > 512:
+            raise BadToken("invalid")
         try:
             value = self._s.loads(token, max_age=MAX_AGE[action])
         except SignatureExpired as e:
