@@ -40,6 +40,14 @@ class SiteConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     database_url: str
+    pool_size: int = 5  # connections kept per process (PostgreSQL); ≥ worker threads
+    max_overflow: int = 10  # extra connections a process may open at a peak
+
+    def engine_kwargs(self) -> dict[str, int]:
+        """Pool settings for :func:`publisher.store.Store.open` (server databases only)."""
+        if self.database_url.startswith("sqlite"):
+            return {}
+        return {"pool_size": self.pool_size, "max_overflow": self.max_overflow}
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,9 @@ class FeedsConfig:
     max_items: int = 50
     hub: str | None = None
     archive_size: int = 100  # items per RFC 5005 archive page
+    base_url: str = ""  # public URL of output_dir; "" = <site.url>/feeds
+    hub_retries: int = 3  # extra attempts of a failed WebSub ping
+    hub_timeout: float = 10.0  # seconds, connect and read, per ping
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,8 @@ class EmailConfig:
 @dataclass(frozen=True)
 class QueueConfig:
     broker_url: str
+    prefix: str = "publisher"  # queue names: <prefix>.send, <prefix>.partners, <prefix>.feeds
+    visibility_timeout: int = 3600  # Redis: seconds before an unacked task is redelivered
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,10 @@ class PartnerConfig:
     full_text: bool = True
     reprints: str = "exclude"  # exclude | headline
     embargo_minutes: int = 0
+    timeout: float = 10.0  # webhook connect and read timeout, seconds
+    attempts_per_run: int = 3  # tries of one delivery in one run (backoff in between)
+    retry_base_seconds: float = 1.0  # first in-run backoff; doubles per try
+    retry_deadline_minutes: float = 1440.0  # then the delivery is dead-lettered
 
     @property
     def secret(self) -> str:
@@ -142,6 +159,7 @@ class WebConfig:
 class SchedulerConfig:
     collect_minutes: int = 5
     misfire_grace_seconds: int = 600
+    leader_poll_seconds: float = 5.0  # how often a standby scheduler tries to take over
 
 
 @dataclass(frozen=True)
@@ -279,7 +297,9 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     url = storage_r.get("database_url", str, "sqlite:///var/publisher.db")
     if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", url):
         raise storage_r.fail("database_url", "must be a sqlite:/// or postgresql+psycopg:// URL")
-    storage = StorageConfig(_resolve_sqlite(url, root))
+    storage = StorageConfig(_resolve_sqlite(url, root),
+                            pool_size=storage_r.positive("pool_size", 5),
+                            max_overflow=storage_r.positive("max_overflow", 10, zero_ok=True))
     storage_r.check_unknown()
 
     sources = tuple(_source(_Reader(path, t, f"sources[{i}]."), root)
@@ -294,7 +314,12 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         max_items=feeds_r.positive("max_items", 50),
         hub=feeds_r.get("hub", str, "") or None,
         archive_size=feeds_r.positive("archive_size", 100),
+        base_url=feeds_r.get("base_url", str, "").rstrip("/"),
+        hub_retries=feeds_r.positive("hub_retries", 3, zero_ok=True),
+        hub_timeout=feeds_r.positive("hub_timeout", 10.0),
     )
+    if feeds.base_url and not feeds.base_url.startswith(("http://", "https://")):
+        raise feeds_r.fail("base_url", "must be an http(s) URL")
     if feeds.hub and not feeds.hub.startswith(("http://", "https://")):
         raise feeds_r.fail("hub", "must be an http(s) URL")
     feeds_r.check_unknown()
@@ -306,7 +331,11 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         broker = queue_r.get("broker_url", str, required=True)
         if not broker.startswith(("redis://", "rediss://", "amqp://", "amqps://", "memory://")):
             raise queue_r.fail("broker_url", "must be a redis:// or amqp:// URL")
-        queue = QueueConfig(broker)
+        prefix = queue_r.get("prefix", str, "publisher")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", prefix):
+            raise queue_r.fail("prefix", f"must be letters, digits, '.', '_' or '-' (got {prefix!r})")
+        queue = QueueConfig(broker, prefix=prefix,
+                            visibility_timeout=queue_r.positive("visibility_timeout", 3600))
         queue_r.check_unknown()
 
     digests = tuple(_digest(_Reader(path, t, f"digests[{i}].")) for i, t in
@@ -340,6 +369,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     scheduler = SchedulerConfig(
         collect_minutes=sched_r.positive("collect_minutes", 5),
         misfire_grace_seconds=sched_r.positive("misfire_grace_seconds", 600),
+        leader_poll_seconds=sched_r.positive("leader_poll_seconds", 5.0),
     )
     sched_r.check_unknown()
 
@@ -497,6 +527,10 @@ def _partner(r: _Reader) -> PartnerConfig:
         full_text=r.get("full_text", bool, True),
         reprints=r.choice("reprints", ("exclude", "headline"), "exclude"),
         embargo_minutes=r.positive("embargo_minutes", 0, zero_ok=True),
+        timeout=r.positive("timeout", 10.0),
+        attempts_per_run=r.positive("attempts_per_run", 3),
+        retry_base_seconds=r.positive("retry_base_seconds", 1.0, zero_ok=True),
+        retry_deadline_minutes=r.positive("retry_deadline_minutes", 1440.0),
     )
     if "secret" in r.table:
         raise r.fail("secret", "secrets never live in config.toml: use secret_env")
