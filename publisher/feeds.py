@@ -1,207 +1,307 @@
-"""Feeds: RSS 2.0, Atom 1.0 and JSON Feed 1.1 from a list of articles.
+"""Feeds: which documents the site has, and building only those that changed.
 
-:func:`build_feed` is the one place feedgen is used; it returns bytes and
-touches nothing outside. :func:`build_all` decides which feeds exist (site
-wide and per category, in both scripts) and hands them to the writer.
+Every feed exists in both scripts (``feeds/…`` in simplified, ``feeds/zh-hant/…``
+in traditional), site wide and per category (``category/<slug>/``), as RSS
+2.0, Atom 1.0 and JSON Feed 1.1, each with RFC 5005 archive pages
+(``archive/rss-N.xml``, ``archive/atom-N.xml``, oldest first) so a reader can
+walk the whole history.
+
+A build first reads a light index of the articles (id, version, status,
+dates, category), plans every document and fingerprints its inputs. Only
+documents whose fingerprint differs from the one recorded in ``feed_state``
+(or whose file is missing) are rendered: a build where nothing changed
+renders and writes nothing; a changed article re-renders only the documents
+it appears in. Rendering is :mod:`publisher.feedformats`; writing is
+:class:`publisher.feedwriter.FeedWriter` (atomic, skips identical bytes).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from html import escape
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
 
-from feedgen.feed import FeedGenerator
+from sqlalchemy import case, func, select
 
-from . import scripts
+from . import feedformats as ff
+from . import scripts, websub
 from .config import Config
-from .feedwriter import FeedWriter
+from .errors import RenderError
+from .feedformats import FeedMeta, Item
+from .feedwriter import FeedState, FeedWriter
 from .models import Article
-from .slugs import category_slug
+from .schema import articles as articles_table
+from .slugs import category_slugs
 from .store import Store, utcnow
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("rss", "atom", "json")
+FORMATS = ff.FORMATS
 FILENAMES = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}
+SCRIPTS = ("zh-hans", "zh-hant")
+RENDER_VERSION = "3"  # bump when the output of feedformats changes
+INDEX_KEY = ".index"  # feed_state row holding the key of the last complete build
 
 
-@dataclass(frozen=True)
-class FeedMeta:
-    """What a feed says about itself."""
-
-    id: str  # stable feed id (tag: URI)
-    title: str
-    site_url: str
-    self_url: str
-    language: str
-    description: str
-    rights: str
-    disclaimer: str
-    hub: str | None = None
-    author: str = ""
-    updated: datetime | None = None
-
+# ------------------------------------------------------ compatible helpers
 
 def entry_id(site_url: str, article: Article) -> str:
     """A stable, never reused id for an article: a tag: URI (RFC 4151)."""
-    host = site_url.split("://", 1)[-1].split("/", 1)[0]
-    return f"tag:{host},2026:article:{article.id}"
-
-
-def attributed_html(article: Article, meta: FeedMeta) -> str:
-    """The article body with the reprint's source (and the disclaimer) appended."""
-    html = article.body_html
-    if article.is_reprint:
-        src = escape(article.source_name)
-        if article.source_url:
-            src = f'<a href="{escape(article.source_url)}">{src}</a>'
-        html += f"<p>来源:{src}</p>"
-        if meta.disclaimer:
-            html += f"<p><small>{escape(meta.disclaimer)}</small></p>"
-    return html
+    return ff.entry_id(site_url, article.id)
 
 
 def build_feed(articles: list[Article], meta: FeedMeta, fmt: str) -> bytes:
-    """Render *articles* (already sorted, newest first) as one feed document."""
-    if fmt == "json":
-        return _json_feed(articles, meta)
-    fg = FeedGenerator()
-    fg.load_extension("dc")
-    fg.id(meta.id)
-    fg.title(meta.title)
-    fg.link(href=meta.site_url + "/", rel="alternate")
-    fg.link(href=meta.self_url, rel="self")
-    if meta.hub:
-        fg.link(href=meta.hub, rel="hub")
-    fg.language(meta.language)
-    fg.description(meta.description or meta.title)
-    fg.subtitle(meta.description or meta.title)
-    fg.rights(meta.rights)
-    fg.author({"name": meta.author or meta.title})
-    fg.generator("publisher")
-    fg.updated(meta.updated or (articles[0].modified if articles else _epoch()))
-    fg.lastBuildDate(meta.updated or (articles[0].modified if articles else _epoch()))
-    for article in articles:
-        _add_entry(fg, article, meta)
-    if fmt == "rss":
-        return fg.rss_str(pretty=True)
-    return fg.atom_str(pretty=True)
+    """Render *articles* (already sorted, newest first) as one feed document, as they are."""
+    items = [ff.prepare(a, site_url=meta.site_url, script="zh-hans", canonical="zh-hans",
+                        disclaimer=meta.disclaimer, fallback_author=meta.author or meta.title)
+             for a in articles]
+    return ff.render(items, meta, fmt)
 
 
-def _add_entry(fg: FeedGenerator, a: Article, meta: FeedMeta) -> None:
-    fe = fg.add_entry(order="append")
-    fe.id(entry_id(meta.site_url, a))
-    fe.guid(entry_id(meta.site_url, a), permalink=False)
-    fe.title(a.title)
-    fe.link(href=a.url, rel="alternate")
-    fe.published(a.published)
-    fe.updated(a.modified)
-    author = a.author or meta.author or meta.title
-    fe.author({"name": author})
-    fe.dc.dc_creator(author)
-    if a.category:
-        fe.category(term=a.category, label=a.category)
-    fe.summary(a.summary or a.title)
-    fe.description(a.summary or a.title)
-    fe.content(attributed_html(a, meta), type="html")
-    if a.is_reprint:
-        fe.source(url=a.source_url or a.url, title=a.source_name)
-    if a.image:
-        fe.enclosure(url=a.image, length=str(a.image_length or 0),
-                     type=a.image_type or "image/jpeg")
+# ---------------------------------------------------------------- planning
+
+@dataclass(frozen=True)
+class Row:
+    """What the planner needs to know of an article (no body, no title)."""
+
+    id: str
+    version: int
+    status: str
+    published: datetime
+    category: str
+    changed_at: datetime
 
 
-def _json_feed(articles: list[Article], meta: FeedMeta) -> bytes:
-    doc = {
-        "version": "https://jsonfeed.org/version/1.1",
-        "title": meta.title,
-        "home_page_url": meta.site_url + "/",
-        "feed_url": meta.self_url,
-        "description": meta.description or meta.title,
-        "language": meta.language,
-        "authors": [{"name": meta.author or meta.title}],
-        "items": [_json_item(a, meta) for a in articles],
-    }
-    if meta.hub:
-        doc["hubs"] = [{"type": "WebSub", "url": meta.hub}]
-    return json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8")
+@dataclass(frozen=True)
+class Doc:
+    """One feed document to build: where, in which format and script, from what."""
+
+    rel: str
+    fmt: str
+    script: str
+    meta: FeedMeta
+    rows: tuple[Row, ...]  # published articles in it, newest first
+    fingerprint: str
 
 
-def _json_item(a: Article, meta: FeedMeta) -> dict:
-    item = {
-        "id": entry_id(meta.site_url, a),
-        "url": a.url,
-        "title": a.title,
-        "content_html": attributed_html(a, meta),
-        "summary": a.summary,
-        "date_published": a.published.isoformat(),
-        "date_modified": a.modified.isoformat(),
-        "authors": [{"name": a.author or meta.author or meta.title}],
-        "tags": [t for t in (a.category, *a.tags) if t],
-        "language": meta.language,
-    }
-    if a.image:
-        item["image"] = a.image
-    if a.is_reprint:
-        item["external_url"] = a.source_url or a.url
-        item["_source"] = {"name": a.source_name, "url": a.source_url}
-    return item
+def article_index(store: Store, now: datetime) -> list[Row]:
+    """Every article due by *now*, withdrawn ones too, newest first (ties by id)."""
+    a = articles_table.c
+    q = (select(a.id, a.version, a.status, a.published, a.category, a.changed_at)
+         .where(a.published <= now).order_by(a.published.desc(), a.id.desc()))
+    with store.engine.connect() as conn:
+        return [Row(r.id, r.version, r.status, r.published, r.category or "", r.changed_at)
+                for r in conn.execute(q)]
 
 
-def _epoch() -> datetime:
-    return datetime(2026, 1, 1, tzinfo=timezone.utc)
+def plan(config: Config, index: list[Row]) -> list[Doc]:
+    """Every document the site has, with the fingerprint of its inputs."""
+    scopes: list[tuple[str, str, list[Row]]] = [("", "", index)]
+    slugs = category_slugs({r.category for r in index if r.category.strip()}, config)
+    by_cat: dict[str, list[Row]] = {}
+    for r in index:
+        if r.category in slugs:
+            by_cat.setdefault(r.category, []).append(r)
+    for cat in sorted(by_cat, key=slugs.__getitem__):
+        scopes.append((f"category/{slugs[cat]}/", cat, by_cat[cat]))
+    docs: list[Doc] = []
+    for script in SCRIPTS:
+        base = "" if script == "zh-hans" else f"{script}/"
+        for folder, category, rows in scopes:
+            docs += _scope_docs(config, script, base + folder, category, rows)
+    return docs
 
 
-def feed_sets(config: Config, store: Store, now: datetime) -> list[tuple[str, str, list[Article]]]:
-    """(relative folder, title suffix, articles) for every feed the site has."""
-    limit = config.feeds.max_items
-    sets = [("", "", store.published_articles(now, limit=limit))]
-    for category in store.categories():
-        items = store.published_articles(now, category=category, limit=limit)
-        if items:
-            sets.append((f"category/{category_slug(category, config)}", category, items))
-    return sets
+def _scope_docs(config: Config, script: str, folder: str, category: str,
+                rows: list[Row]) -> list[Doc]:
+    live = [r for r in rows if r.status == "published"]
+    newest = live[:config.feeds.max_items]
+    size = config.feeds.archive_size
+    oldest_first = rows[::-1]
+    pages = [oldest_first[i:i + size] for i in range(0, len(oldest_first), size)]
+    window = [r for r in rows if not newest or len(live) <= len(newest)
+              or r.published >= newest[-1].published]
+    docs = []
+    for fmt in FORMATS:
+        links = (("prev-archive", _archive_url(config, folder, fmt, len(pages))),) \
+            if pages and fmt != "json" else ()
+        docs.append(_doc(config, script, folder + FILENAMES[fmt], fmt, category, newest,
+                         _latest(window), links, archive=False))
+    for n, page in enumerate(pages, 1):
+        items = [r for r in reversed(page) if r.status == "published"]
+        for fmt in ff.XML_FORMATS:
+            links = [("current", _url(config, folder + FILENAMES[fmt]))]
+            if n > 1:
+                links.append(("prev-archive", _archive_url(config, folder, fmt, n - 1)))
+            if n < len(pages):
+                links.append(("next-archive", _archive_url(config, folder, fmt, n + 1)))
+            docs.append(_doc(config, script, f"{folder}archive/{fmt}-{n}.xml", fmt, category,
+                             items, _latest(page), tuple(links), archive=True))
+    return docs
 
 
-def build_all(config: Config, store: Store, now: datetime | None = None) -> list[str]:
-    """Build every feed; return the relative paths of the files that changed."""
+def _latest(rows: Iterable[Row]) -> datetime | None:
+    return max((r.changed_at for r in rows), default=None)
+
+
+def _url(config: Config, rel: str) -> str:
+    return f"{config.feeds.base_url or config.site.url + '/feeds'}/{rel}"
+
+
+def _archive_url(config: Config, folder: str, fmt: str, n: int) -> str:
+    return _url(config, f"{folder}archive/{fmt}-{n}.xml")
+
+
+def _doc(config: Config, script: str, rel: str, fmt: str, category: str, rows: list[Row],
+         updated: datetime | None, links: tuple[tuple[str, str], ...], *, archive: bool) -> Doc:
+    meta = replace(_scope_meta(config, script, category), id=_url(config, rel),
+                   self_url=_url(config, rel), updated=updated, links=links, archive=archive)
+    blob = json.dumps([RENDER_VERSION, rel, fmt, script, repr(meta),
+                       [f"{r.id}\x1f{r.version}" for r in rows]], ensure_ascii=False)
+    return Doc(rel, fmt, script, meta, tuple(rows), hashlib.sha256(blob.encode()).hexdigest())
+
+
+_META_CACHE: dict[tuple, FeedMeta] = {}
+
+
+def _scope_meta(config: Config, script: str, category: str) -> FeedMeta:
+    """The script- and category-dependent part of a feed's metadata (cached per config)."""
+    key = (config.site, config.rights, config.feeds.hub, script, category)
+    meta = _META_CACHE.get(key)
+    if meta is None:
+        def conv(text: str) -> str:
+            return ff._clean_text(text if script == config.site.script
+                                  else scripts.to_script(text, script))
+        site = config.site
+        title = site.name + (f" · {category}" if category else "")
+        meta = FeedMeta(
+            id="", title=conv(title), site_url=site.url, self_url="",
+            language=_language(config, script), description=conv(site.description or title),
+            rights=conv(f"© {config.rights.holder}") if config.rights.holder else "",
+            author=conv(site.name), tz=site.timezone, hub=config.feeds.hub,
+            disclaimer=conv(config.rights.disclaimer))
+        if len(_META_CACHE) > 1000:
+            _META_CACHE.clear()
+        _META_CACHE[key] = meta
+    return meta
+
+
+def _language(config: Config, script: str) -> str:
+    if script == config.site.script:
+        return config.site.language
+    return "zh-TW" if script == "zh-hant" else "zh-CN"
+
+
+# ---------------------------------------------------------------- building
+
+class _Items:
+    """Articles prepared once per build and script, shared by every document."""
+
+    def __init__(self, config: Config, store: Store):
+        self.config, self.store = config, store
+        self.articles: dict[str, Article] = {}
+        self.items: dict[tuple[str, str], Item | None] = {}
+        self.bodies: dict[str, str] = {}
+
+    def load(self, ids: Iterable[str]) -> None:
+        missing = [i for i in dict.fromkeys(ids) if i not in self.articles]
+        for start in range(0, len(missing), 500):
+            for a in self.store.articles_by_ids(missing[start:start + 500]):
+                self.articles[a.id] = a
+
+    def get(self, article_id: str, script: str, meta: FeedMeta) -> Item | None:
+        key = (article_id, script)
+        if key not in self.items:
+            self.items[key] = self._prepare(article_id, script, meta)
+        return self.items[key]
+
+    def _prepare(self, article_id: str, script: str, meta: FeedMeta) -> Item | None:
+        article = self.articles.get(article_id)
+        if article is None:
+            return None
+        try:
+            body = self.bodies.get(article_id)
+            if body is None:
+                body = self.bodies[article_id] = ff.safe_body(article, self.config.site.url)
+            return ff.prepare(article, site_url=self.config.site.url, script=script,
+                              canonical=self.config.site.script, disclaimer=meta.disclaimer,
+                              fallback_author=meta.author, body=body)
+        except (RenderError, ValueError, TypeError, LookupError) as e:
+            logger.error("article %s left out of the %s feeds: %s", article_id, script, e)
+            return None
+
+
+def build_all(config: Config, store: Store, now: datetime | None = None, *,
+              ping: bool = True) -> list[str]:
+    """Build every feed; return the relative paths of the files that changed.
+
+    With ``[feeds].hub`` set (and *ping*), the hub is then pinged for the
+    changed feeds (see :mod:`publisher.websub`).
+    """
     now = now or utcnow()
-    writer = FeedWriter(config.feeds.output_dir)
-    for folder, suffix, items in feed_sets(config, store, now):
-        _write_set(writer, config, folder, suffix, items, "zh-hans")
-        _write_set(writer, config, f"zh-hant/{folder}", suffix, items, "zh-hant")
+    writer = FeedWriter(config.feeds.output_dir, FeedState(store))
+    key = _summary_key(config, store, now)
+    if writer.state.get(INDEX_KEY) == key and writer.all_present():
+        logger.info("feeds: nothing changed since the last build")
+        return []
+    docs = plan(config, article_index(store, now))
+    todo = []
+    for doc in docs:
+        if writer.up_to_date(doc.rel, doc.fingerprint):
+            writer.keep(doc.rel)
+        else:
+            todo.append(doc)
+    failed = _render_all(config, store, writer, todo) if todo else 0
+    writer.state.set(INDEX_KEY, None if failed else key)
+    removed = writer.remove_stale()
+    writer.sync()
+    writer.state.save(now)
+    logger.info("feeds: %d documents, %d rendered, %d files changed",
+                len(docs), len(todo), len(writer.changed))
+    if ping and config.feeds.hub:
+        websub.publish_changes(config, [r for r in writer.changed if r not in removed])
     return writer.changed
 
 
-def _write_set(writer: FeedWriter, config: Config, folder: str, suffix: str,
-               items: list[Article], script: str) -> None:
-    folder = folder.strip("/")
-    if script != config.site.script:
-        items = [_in_script(a, script) for a in items]
-    title = config.site.name + (f" · {suffix}" if suffix else "")
-    for fmt in FORMATS:
-        rel = f"{folder}/{FILENAMES[fmt]}" if folder else FILENAMES[fmt]
-        meta = FeedMeta(
-            id=f"{config.site.url}/feeds/{rel}",
-            title=scripts.to_script(title, script),
-            site_url=config.site.url,
-            self_url=f"{config.site.url}/feeds/{rel}",
-            language="zh-TW" if script == "zh-hant" else config.site.language,
-            description=scripts.to_script(config.site.description or title, script),
-            rights=scripts.to_script(f"© {config.rights.holder}", script),
-            disclaimer=scripts.to_script(config.rights.disclaimer, script),
-            hub=config.feeds.hub, author=scripts.to_script(config.site.name, script),
-        )
-        writer.write(rel, build_feed(items, meta, fmt))
+def _summary_key(config: Config, store: Store, now: datetime) -> str:
+    """Changes whenever any input of any feed changes (or the feeds' config does).
+
+    Every edit raises an article's version, every new or newly due article the
+    count, every withdrawal the count of published ones; articles are never
+    deleted. So equal keys mean equal inputs, found with one aggregate query.
+    """
+    a = articles_table.c
+    q = select(func.count(), func.coalesce(func.sum(a.version), 0),
+               func.coalesce(func.sum(case((a.status == "published", 1), else_=0)), 0),
+               func.max(a.changed_at)).where(a.published <= now)
+    with store.engine.connect() as conn:
+        row = conn.execute(q).one()
+    blob = repr((RENDER_VERSION, tuple(row), config.site, config.rights, config.feeds,
+                 sorted(config.categories.items())))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def _in_script(a: Article, script: str) -> Article:
-    return a.evolve(title=scripts.to_script(a.title, script),
-                    summary=scripts.to_script(a.summary, script),
-                    body_html=scripts.convert_html(a.body_html, script),
-                    author=scripts.to_script(a.author, script),
-                    category=scripts.to_script(a.category, script),
-                    source_name=scripts.to_script(a.source_name, script))
+def _render_all(config: Config, store: Store, writer: FeedWriter, todo: list[Doc]) -> int:
+    """Render and write *todo*; return how many documents failed."""
+    failed = 0
+    items = _Items(config, store)
+    items.load(r.id for doc in todo for r in doc.rows)
+    for doc in todo:
+        try:
+            prepared = [it for it in (items.get(r.id, doc.script, doc.meta) for r in doc.rows)
+                        if it is not None]
+            writer.write(doc.rel, ff.render(prepared, doc.meta, doc.fmt), doc.fingerprint)
+        except RenderError as e:
+            failed += 1
+            logger.error("feed %s not built: %s", doc.rel, e)
+            if doc.rel not in writer.written:
+                writer.keep(doc.rel)
+    return failed
+
+
+def feed_url(config: Config, rel: str) -> str:
+    """The public URL of the feed file at *rel* (relative to ``[feeds].output_dir``)."""
+    return _url(config, rel)

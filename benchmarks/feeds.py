@@ -1,0 +1,173 @@
+"""Benchmark: build every feed of a 10,000-article archive.
+
+Prints, from the same run:
+
+- full build / feedgen alone: our whole ``feeds.build_all`` (database reads,
+  script conversion, sanitizing, RSS + Atom + JSON, RFC 5005 archives, atomic
+  writes, fingerprints) divided by feedgen alone rendering the same RSS and
+  Atom documents from the same, already prepared items (target ≤ 1.3);
+- no-change rebuild / full build (target ≤ 0.05).
+
+Usage: ``python benchmarks/feeds.py [--articles N] [--repeat R]`` (best of R).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from feedgen.feed import FeedGenerator
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from publisher import feeds  # noqa: E402
+from publisher.config import load_config  # noqa: E402
+from publisher.models import ORIGINAL, REPRINT, Article  # noqa: E402
+from publisher.schema import feed_state  # noqa: E402
+from publisher.store import Store  # noqa: E402
+
+CATEGORIES = ["本地", "经济", "文化", "体育", "国际", "科技", "教育", "健康"]
+WORDS = ("软件 头发 发展 城市 经济 文化 体育 记者 报道 市民 政府 会议 项目 建设 服务 "
+         "群众 学校 医院 交通 环境 网络 数据 历史 青年 农村 企业 市场 消费").split()
+START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+CONFIG = """
+[site]
+name = "江城新闻网"
+url = "https://news.example.com"
+description = "江城本地新闻"
+[storage]
+database_url = "sqlite:///{db}"
+[feeds]
+output_dir = "feeds"
+max_items = 50
+archive_size = 100
+[email]
+from = "江城新闻网 <newsletter@news.example.com>"
+[rights]
+holder = "江城新闻网"
+disclaimer = "凡本网注明“来源:XXX(非本网)”的作品均转载自其他媒体。"
+"""
+
+
+def make_article(n: int, rng: random.Random) -> Article:
+    paras = ["".join(rng.choice(WORDS) for _ in range(40)) + "。" for _ in range(6)]
+    body = "".join(f"<p>{p}</p>" for p in paras) + f'<p><a href="/a/{n - 1}">上一篇</a></p>'
+    reprint = n % 5 == 0
+    return Article(
+        id=f"bench-{n:06d}", title="".join(rng.choice(WORDS) for _ in range(6)),
+        url=f"https://news.example.com/articles/{n}", published=START + timedelta(hours=n),
+        body_html=body, summary=paras[0][:80], author=rng.choice(["张三", "李四", "王五"]),
+        category=CATEGORIES[n % len(CATEGORIES)], tags=(rng.choice(WORDS),),
+        origin=REPRINT if reprint else ORIGINAL, source_name="新华社" if reprint else "",
+        source_url=f"https://xinhua.example.org/{n}.htm" if reprint else "",
+        image=f"https://img.example.com/{n}.jpg" if n % 3 == 0 else "",
+        image_type="image/jpeg" if n % 3 == 0 else "", image_length=20_000 + n if n % 6 == 0 else 0)
+
+
+def setup(folder: Path, count: int):
+    (folder / "config.toml").write_text(CONFIG.format(db=folder / "bench.db"), encoding="utf-8")
+    config = load_config(folder / "config.toml")
+    store = Store.open(config.storage.database_url)
+    rng = random.Random(42)
+    for n in range(1, count + 1):
+        a = make_article(n, rng)
+        store.save_article(a, now=a.published)
+    return config, store
+
+
+def reset(config, store) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(feed_state.delete())
+    for path in sorted(config.feeds.output_dir.rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+
+
+def feedgen_documents(config, store, now):
+    """The RSS/Atom documents our build writes, with their items prepared (untimed)."""
+    docs = [d for d in feeds.plan(config, feeds.article_index(store, now)) if d.fmt != "json"]
+    items = feeds._Items(config, store)
+    items.load(r.id for d in docs for r in d.rows)
+    return [(d, [items.get(r.id, d.script, d.meta) for r in d.rows]) for d in docs]
+
+
+def feedgen_build(prepared) -> int:
+    total = 0
+    for doc, items in prepared:
+        m = doc.meta
+        fg = FeedGenerator()
+        fg.load_extension("dc")
+        fg.id(m.id)
+        fg.title(m.title)
+        fg.link(href=m.self_url, rel="self")
+        fg.link(href=m.site_url + "/", rel="alternate")
+        fg.description(m.description)
+        fg.language(m.language)
+        fg.rights(m.rights)
+        fg.author({"name": m.author})
+        fg.updated(m.updated or START)
+        for it in items:
+            fe = fg.add_entry(order="append")
+            fe.id(it.id)
+            fe.guid(it.id, permalink=False)
+            fe.title(it.title)
+            fe.link(href=it.url, rel="alternate")
+            fe.published(it.published)
+            fe.updated(it.modified)
+            fe.author({"name": it.author})
+            fe.dc.dc_creator(it.author)
+            for c in it.categories:
+                fe.category(term=c)
+            fe.summary(it.summary)
+            fe.description(it.summary)
+            fe.content(it.content_html, type="html")
+            if it.image and it.image_length:
+                fe.enclosure(url=it.image, length=str(it.image_length), type=it.image_type)
+        total += len(fg.rss_str() if doc.fmt == "rss" else fg.atom_str())
+    return total
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--articles", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        config, store = setup(Path(tmp), args.articles)
+        now = START + timedelta(hours=args.articles + 1)
+        fulls, nochanges, bases = [], [], []
+        for _ in range(args.repeat):
+            reset(config, store)
+            full, changed = timed(feeds.build_all, config, store, now)
+            fulls.append(full)
+            nochange, again = timed(feeds.build_all, config, store, now)
+            assert again == [], "a no-change rebuild changed files"
+            nochanges.append(nochange)
+            prepared = feedgen_documents(config, store, now)
+            base, _ = timed(feedgen_build, prepared)
+            bases.append(base)
+        full, nochange, base = min(fulls), min(nochanges), min(bases)
+        store.close()
+    print(f"articles: {args.articles}; files written: {len(changed)} "
+          f"({len(prepared)} RSS/Atom documents)")
+    print(f"full build:        {full:8.2f} s")
+    print(f"feedgen alone:     {base:8.2f} s")
+    print(f"no-change rebuild: {nochange:8.3f} s")
+    print(f"full build / feedgen alone:      {full / base:.3f}  (target <= 1.3)")
+    print(f"no-change rebuild / full build:  {nochange / full:.4f} (target <= 0.05)")
+
+
+if __name__ == "__main__":
+    main()
