@@ -23,6 +23,7 @@ from .collect import collect as collect_articles, source_statuses
 from .config import CONFIG_ENV, Config, load_config
 from .delivery import send_pending
 from .errors import PublisherError, UsageError
+from .status import send_progress
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -138,7 +139,11 @@ def digest_cmd(ctx: Context, name: str | None, preview: bool, send: bool) -> Non
             path = preview_digest(ctx, d)
             out.print(f"{d.name}: preview written to {path}")
             continue
-        edition, report = pipeline.digest(ctx.config, ctx.store, d, send=send)
+        edition, report = pipeline.digest(ctx.config, ctx.store, d, send=False)
+        if send and edition is not None:
+            with send_progress(console) as progress:
+                report = send_pending(ctx.config, ctx.store, edition_id=edition.id,
+                                      progress=progress)
         if edition is None:
             out.print(f"{d.name}: nothing new to send")
         else:
@@ -168,8 +173,11 @@ def preview_digest(ctx: Context, d) -> Path:
 @command(main, "send")
 def send_cmd(ctx: Context) -> None:
     """Send every pending message in the outbox."""
-    report = send_pending(ctx.config, ctx.store)
+    with send_progress(console) as progress:
+        report = send_pending(ctx.config, ctx.store, progress=progress)
     out.print(report.summary())
+    if report.errors:
+        sys.exit(1)
 
 
 @command(main, "cycle")
@@ -220,7 +228,7 @@ def status_cmd(ctx: Context) -> None:
         p = edition_progress(ctx.store, e.id)
         t.add_row(e.key, e.status, str(e.total), str(p.get("sent", 0)),
                   str(p.get("pending", 0) + p.get("claimed", 0) + p.get("deferred", 0)),
-                  str(p.get("failed", 0) + p.get("bounced", 0)))
+                  str(p.get("failed", 0) + p.get("bounced", 0) + p.get("rejected", 0)))
     out.print(t)
 
 

@@ -84,12 +84,18 @@ def _write_outbox(conn, edition_id: int, digest: DigestConfig, articles: list[Ar
          .order_by(subscribers.c.id)
          .execution_options(yield_per=INSERT_BATCH))
     total, batch = 0, []
+    keys: dict[tuple[str, str], str | None] = {}  # (categories, script) -> variant key
     for row in conn.execute(q):
-        variant = variant_for(row, digest)
-        if not any(variant.selects(a) for a in articles):
+        choice = (row.categories or "", row.script)
+        if choice not in keys:
+            variant = variant_for(row, digest)
+            selects = any(variant.selects(a) for a in articles)
+            keys[choice] = variant.key if selects else None
+        key = keys[choice]
+        if key is None:
             continue  # nothing in this subscriber's categories
         batch.append(dict(edition_id=edition_id, subscriber_id=row.id, email=row.email,
-                          variant=variant.key, status="pending", attempts=0))
+                          variant=key, status="pending", attempts=0))
         if len(batch) >= INSERT_BATCH:
             total += _flush(conn, batch)
     return total + _flush(conn, batch)

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import smtplib
 import ssl
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -58,9 +61,11 @@ def _enhanced(reply: bytes | str) -> tuple[str | None, str]:
 class SMTPTransport:
     """One persistent SMTP connection (STARTTLS/SSL, AUTH), reconnecting when dropped."""
 
-    def __init__(self, cfg: SMTPConfig, *, local_hostname: str | None = None):
+    def __init__(self, cfg: SMTPConfig, *, local_hostname: str | None = None,
+                 pipelining: bool = True):
         self.cfg = cfg
         self.local_hostname = local_hostname
+        self.pipelining = pipelining
         self._conn: smtplib.SMTP | None = None
 
     def connect(self) -> smtplib.SMTP:
@@ -88,16 +93,22 @@ class SMTPTransport:
         return conn
 
     def send(self, sender: str, recipients: list[str], message: bytes) -> None:
+        """Send one message; PIPELINING (RFC 2920) when the server offers it."""
         conn = self.connect()
         try:
+            if self.pipelining and conn.has_extn("pipelining"):
+                self._send_pipelined(conn, sender, recipients, message)
+                return
             refused = conn.sendmail(sender, recipients, message)
+        except SMTPReplyError:
+            raise
         except smtplib.SMTPRecipientsRefused as e:
             code, reply = next(iter(e.recipients.values()))
-            self._reset()
+            self._after_reply(code)
             enhanced, text = _enhanced(reply)
             raise SMTPReplyError(code, text, enhanced) from e
         except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as e:
-            self._reset()
+            self._after_reply(e.smtp_code)
             enhanced, text = _enhanced(e.smtp_error)
             raise SMTPReplyError(e.smtp_code, text, enhanced) from e
         except smtplib.SMTPServerDisconnected as e:
@@ -114,6 +125,45 @@ class SMTPTransport:
             code, reply = next(iter(refused.values()))
             enhanced, text = _enhanced(reply)
             raise SMTPReplyError(code, text, enhanced)
+
+    def _send_pipelined(self, conn: smtplib.SMTP, sender: str, recipients: list[str],
+                        message: bytes) -> None:
+        """MAIL, RCPT… and DATA in one write, their replies read together, then the content."""
+        size = f" SIZE={len(message)}" if conn.has_extn("size") else ""
+        envelope = [f"MAIL FROM:<{sender}>{size}\r\n"]
+        envelope += [f"RCPT TO:<{r}>\r\n" for r in recipients]
+        envelope.append("DATA\r\n")
+        conn.send("".join(envelope).encode("ascii"))
+        mail = conn.getreply()
+        rcpts = [conn.getreply() for _ in recipients]
+        data = conn.getreply()
+        accepted = [r for r in rcpts if r[0] in (250, 251)]
+        if mail[0] != 250 or not accepted or data[0] != 354:
+            if data[0] == 354:
+                conn.send(b".\r\n")  # RFC 2920: end the DATA the server wrongly accepted
+                conn.getreply()
+            failed = mail if mail[0] != 250 else next(
+                (r for r in rcpts if r[0] not in (250, 251)), data)
+            self._after_reply(failed[0])
+            enhanced, text = _enhanced(failed[1])
+            raise SMTPReplyError(failed[0], text, enhanced)
+        conn.send(dot_stuff(message))
+        code, reply = conn.getreply()
+        if code != 250:
+            self._after_reply(code)
+            enhanced, text = _enhanced(reply)
+            raise SMTPReplyError(code, text, enhanced)
+        refused = [r for r in rcpts if r[0] not in (250, 251)]
+        if refused:
+            enhanced, text = _enhanced(refused[0][1])
+            raise SMTPReplyError(refused[0][0], text, enhanced)
+
+    def _after_reply(self, code: int) -> None:
+        """RSET after an error reply; a 421 means the server is closing: drop instead."""
+        if code == 421:
+            self._drop()
+        else:
+            self._reset()
 
     def _reset(self) -> None:
         try:
@@ -137,6 +187,59 @@ class SMTPTransport:
                 conn.quit()
             except (OSError, smtplib.SMTPException):
                 conn.close()
+
+
+_EOL = re.compile(rb"\r\n|\n|\r")
+
+
+def dot_stuff(message: bytes) -> bytes:
+    """The DATA content: CRLF line ends, leading dots doubled, ended by CRLF "." CRLF."""
+    bare = message.replace(b"\r\n", b"")
+    if b"\n" in bare or b"\r" in bare:
+        message = _EOL.sub(b"\r\n", message)
+    if message.startswith(b"."):
+        message = b"." + message
+    if b"\n." in message:
+        message = message.replace(b"\n.", b"\n..")
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    return message + b".\r\n"
+
+
+class TransportPool:
+    """Up to *size* transports, one per sending thread, made on demand by *factory*."""
+
+    def __init__(self, factory: Callable[[], Transport], size: int = 1):
+        self.factory = factory
+        self.size = max(1, size)
+        self._made: list[Transport] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def wrap(cls, transport: Transport) -> TransportPool:
+        """A pool of one around an existing transport."""
+        pool = cls(lambda: transport, 1)
+        return pool
+
+    def make(self) -> Transport:
+        transport = self.factory()
+        with self._lock:
+            self._made.append(transport)
+        return transport
+
+    def close(self) -> None:
+        with self._lock:
+            made, self._made = self._made, []
+        for t in made:
+            t.close()
+
+
+def make_pool(config: Config) -> TransportPool:
+    """``[email.smtp].connections`` persistent SMTP connections, or one file writer."""
+    if config.email.transport == "smtp":
+        return TransportPool(lambda: SMTPTransport(config.email.smtp),
+                             config.email.smtp.connections)
+    return TransportPool(lambda: FileTransport(config.email.outbox_dir), 1)
 
 
 def make_transport(config: Config) -> Transport:

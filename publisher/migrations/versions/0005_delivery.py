@@ -1,10 +1,10 @@
-"""delivery schema changes (reserved; empty until that stage needs one)
+"""delivery: when a message was first tried (the retry deadline counts from it)
 
 Revision ID: 0005
 Revises: 0004
 """
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0005"
 down_revision = "0004"
@@ -13,8 +13,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("first_attempt_at", sa.DateTime(timezone=True),
+                                      nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_column("first_attempt_at")
