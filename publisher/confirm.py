@@ -9,7 +9,6 @@ value from outside data ever carries CR or LF.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -18,6 +17,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 
 from . import dkim, render, scripts, tokens
 from .config import Config
+from .message import header_safe
 from .errors import DeliveryError
 from .models import Subscriber
 from .store import utcnow
@@ -27,15 +27,8 @@ logger = logging.getLogger(__name__)
 
 CONFIRM, ALREADY = "confirm", "already"
 _SUBJECTS = {CONFIRM: "请确认订阅{site}电子报", ALREADY: "您已订阅{site}电子报"}
-_CRLF = re.compile(r"[\r\n\x00]+")
-
-
-def _safe(value: str) -> str:
-    return _CRLF.sub(" ", value).strip()
-
-
 def sender_address(config: Config) -> Address:
-    name, addr = parseaddr(_safe(config.email.from_addr))
+    name, addr = parseaddr(header_safe(config.email.from_addr))
     local, _, domain = addr.rpartition("@")
     return Address(display_name=name, username=local, domain=domain)
 
@@ -59,7 +52,7 @@ def build(config: Config, subscriber: Subscriber, kind: str = CONFIRM,
     script = subscriber.script
     context = dict(site=config.site, email=subscriber.email, kind=kind,
                    days=tokens.MAX_AGE[tokens.CONFIRM] // 86400, **links(config, subscriber))
-    subject = scripts.to_script(_SUBJECTS[kind].format(site=_safe(config.site.name)), script)
+    subject = scripts.to_script(_SUBJECTS[kind].format(site=header_safe(config.site.name)), script)
     html = render.render_template(config, f"email/{kind}.html", subject=subject, **context)
     text = render.render_template(config, f"email/{kind}.txt", subject=subject, **context)
     if script != "zh-hans":
@@ -68,10 +61,10 @@ def build(config: Config, subscriber: Subscriber, kind: str = CONFIRM,
     msg = EmailMessage(policy=SMTP)
     msg["From"] = sender
     try:
-        msg["To"] = Address(addr_spec=_safe(subscriber.email))
+        msg["To"] = Address(addr_spec=header_safe(subscriber.email))
     except (ValueError, IndexError) as e:
         raise DeliveryError(f"invalid recipient address {subscriber.email!r}: {e}") from e
-    msg["Subject"] = _safe(subject)
+    msg["Subject"] = header_safe(subject)
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = make_msgid(domain=sender.domain or "localhost")
     msg["Auto-Submitted"] = "auto-generated"

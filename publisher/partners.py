@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import requests
 
 from .config import Config, PartnerConfig
 from .errors import DeliveryError, SMTPReplyError, SyndicationError
-from .message import sender_domain
+from .message import header_safe, sender_domain
 from .models import Article
 from .render import render_template
 from .rights import Content
@@ -174,14 +173,6 @@ def _retry_after(value: str | None) -> float | None:
 def editor_addresses(partner: PartnerConfig) -> list[str]:
     """The ``url`` of an email partner: one address or several, comma separated."""
     return [addr for _, addr in getaddresses([partner.url]) if "@" in addr]
-
-
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
-
-
-def header_safe(value: str) -> str:
-    """One header line: every control or line-breaking character becomes a space."""
-    return " ".join(_UNSAFE.sub(" ", value).split())
 
 
 SUBJECTS = {"published": "[授权稿件]", "updated": "[稿件更新]", "withdrawn": "[撤稿通知]"}
