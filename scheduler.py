@@ -30,11 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("publisher").setLevel(logging.INFO)
     try:
         config = load_config(args.config)
-        report = daemon.run_once(config)
-        print_cycle(report)
         if args.once:
+            report = daemon.run_once(config)
+            print_cycle(report)
             return 1 if report.errors else 0
-        daemon.run_forever(config, serve=args.serve)
+        # the first full cycle runs on the elected leader only (see publisher.leader)
+        daemon.run_forever(config, serve=args.serve,
+                           first_cycle=lambda: print_cycle(daemon.run_once(config)))
     except PublisherError as e:
         if args.verbose:
             traceback.print_exc()

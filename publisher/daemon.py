@@ -3,25 +3,32 @@
 Collection and feeds every few minutes, each digest on its cron in the site's
 time zone, the outbox and partner queue every minute. Jobs coalesce and have a
 misfire grace time, so a daemon that was down fires each missed job once.
+
+Any number of daemons may run: they elect one leader (:mod:`publisher.leader`),
+which alone fires jobs; the others wait as standbys and take over within
+``[scheduler].leader_poll_seconds`` of the leader's database session ending.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from . import jobs, pipeline
+from . import jobs, leader, pipeline
 from .config import Config
 
 logger = logging.getLogger(__name__)
 
 
-def build_scheduler(config: Config, scheduler_cls=BlockingScheduler):
+def build_scheduler(config: Config, scheduler_cls=BackgroundScheduler) -> BaseScheduler:
+    """The jobs, not yet started (only the leader starts them)."""
     tz = config.site.timezone
     scheduler = scheduler_cls(
         timezone=tz,
@@ -67,12 +74,43 @@ def serve_in_background(config: Config) -> threading.Thread:
     return thread
 
 
-def run_forever(config: Config, *, serve: bool = False) -> None:
-    scheduler = build_scheduler(config)
+def run_forever(config: Config, *, serve: bool = False,
+                first_cycle: Callable[[], object] | None = None,
+                build: Callable[[Config], BaseScheduler] = build_scheduler,
+                stop: threading.Event | None = None) -> None:
+    """Wait to be the leader, then fire jobs for as long as the leadership lasts.
+
+    *first_cycle* runs once, on first becoming leader; *stop* ends the loop
+    (Ctrl-C does too).
+    """
+    stop = stop or threading.Event()
     if serve:
         serve_in_background(config)
+    election = leader.election_for(config)
+    poll = config.scheduler.leader_poll_seconds
+    try:
+        while leader.wait_for_leadership(election, poll, stop):
+            logger.warning("leader: this scheduler fires the jobs")
+            if first_cycle is not None:
+                first_cycle()
+                first_cycle = None
+            _lead(config, election, build, poll, stop)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        election.release()
+
+
+def _lead(config: Config, election: leader.Election, build: Callable[[Config], BaseScheduler],
+          poll: float, stop: threading.Event) -> None:
+    """Run the jobs until *stop* or until the leadership is lost."""
+    scheduler = build(config)
+    scheduler.start()
     logger.warning("scheduler running (%d jobs); Ctrl-C stops", len(scheduler.get_jobs()))
     try:
-        scheduler.start()
-    except (KeyboardInterrupt, SystemExit):
+        while not stop.wait(poll):
+            if not election.holds():
+                logger.error("leadership lost (database session gone): jobs paused, standing by")
+                break
+    finally:
         scheduler.shutdown(wait=False)

@@ -1,13 +1,17 @@
 """Scheduled jobs. Module-level functions taking the config path, so the
-persistent job store can record them by reference."""
+persistent job store can record them by reference.
+
+Each job does the cheap database work itself (collect, compose an edition,
+plan partner deliveries) and hands the fan-out to :mod:`publisher.tasks`:
+Celery tasks with ``[queue]``, threads in this process without.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from . import pipeline, syndication
+from . import collect, editions, pipeline, tasks
 from .config import load_config
-from .delivery import send_pending
 from .store import utcnow
 
 logger = logging.getLogger(__name__)
@@ -21,11 +25,18 @@ def _open(config_path: str):
 def collect_job(config_path: str) -> None:
     config, store = _open(config_path)
     try:
-        report = pipeline.collect_and_build(config, store)
-        c = report.collected.counts if report.collected else {}
-        logger.info("collect: %s new, %s updated, %d feed files changed, %d errors",
-                    c.get("new", 0), c.get("updated", 0), len(report.feeds_changed),
-                    len(report.errors))
+        if config.queue is None:  # the pipeline's own stage, unchanged
+            report = pipeline.collect_and_build(config, store)
+            collected = report.collected
+            feeds_note = f"{len(report.feeds_changed)} feed files changed"
+        else:
+            now = utcnow()
+            collected = collect.collect(config, store, now)
+            tasks.dispatch_feeds(config, store, now)
+            feeds_note = "feed build queued"
+        c = collected.counts if collected else {}
+        logger.info("collect: %s new, %s updated, %s, %d errors", c.get("new", 0),
+                    c.get("updated", 0), feeds_note, len(collected.errors) if collected else 0)
     finally:
         store.close()
 
@@ -33,10 +44,10 @@ def collect_job(config_path: str) -> None:
 def digest_job(config_path: str, name: str) -> None:
     config, store = _open(config_path)
     try:
-        edition, report = pipeline.digest(config, store, config.digest(name))
+        edition = editions.compose(config, store, config.digest(name))
         if edition:
-            logger.info("digest %s: edition %s; %s", name, edition.key,
-                        report.summary() if report else "queued")
+            counts = tasks.dispatch_send(config, store, edition_id=edition.id)
+            logger.info("digest %s: edition %s; %s", name, edition.key, _summary(counts))
     finally:
         store.close()
 
@@ -44,9 +55,9 @@ def digest_job(config_path: str, name: str) -> None:
 def send_job(config_path: str) -> None:
     config, store = _open(config_path)
     try:
-        report = send_pending(config, store)
-        if sum(report.counts.values()):
-            logger.info("send: %s", report.summary())
+        counts = tasks.dispatch_send(config, store)
+        if sum(counts.values()):
+            logger.info("send: %s", _summary(counts))
     finally:
         store.close()
 
@@ -54,7 +65,12 @@ def send_job(config_path: str) -> None:
 def syndicate_job(config_path: str) -> None:
     config, store = _open(config_path)
     try:
-        if config.partners:
-            syndication.run(config, store, utcnow())
+        counts = tasks.dispatch_syndication(config, store, utcnow())
+        if sum(counts.values()):
+            logger.info("syndicate: %s", _summary(counts))
     finally:
         store.close()
+
+
+def _summary(counts) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing to do"

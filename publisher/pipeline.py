@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 def open_store(config: Config) -> Store:
     """Open (and migrate) the configured database; load demo subscribers into an empty one."""
-    store = Store.open(config.storage.database_url)
+    store = Store.open(config.storage.database_url, **config.storage.engine_kwargs())
     if config.demo_subscribers and not subscribers.count(store):
         report = subscribers.import_csv(store, config.demo_subscribers, method="demo")
         logger.info("loaded %d demo subscribers from %s", report.added, config.demo_subscribers)

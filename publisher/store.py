@@ -17,7 +17,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, insert, select, update
+from sqlalchemy import Engine, create_engine, event, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import StoreError
@@ -27,6 +27,7 @@ from .schema import article_versions, articles
 logger = logging.getLogger(__name__)
 
 NEW, UPDATED, UNCHANGED, DUPLICATE = "new", "updated", "unchanged", "duplicate"
+MIGRATION_LOCK = 0x7075626C_00000001  # PostgreSQL advisory lock key held while migrating
 
 
 def utcnow() -> datetime:
@@ -69,6 +70,8 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
     try:
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # many workers start at once: one migrates
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except SQLAlchemyError as e:
