@@ -16,9 +16,9 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select, update
 
-from . import readers, scripts, upstream
+from . import cleaning, readers, scripts, upstream
 from .config import Config, SourceConfig
-from .errors import SourceError
+from .errors import SourceError, StoreError
 from .models import Article
 from .schema import articles, source_state
 from .store import NEW, UPDATED, Store, utcnow
@@ -50,7 +50,12 @@ def collect(config: Config, store: Store, now: datetime | None = None) -> Collec
     for source, (found, errors, fatal) in zip(due, results, strict=True):
         report.errors.extend(errors)
         for article in found:
-            outcome = store.save_article(_canonical(article, config), now)
+            try:
+                outcome = store.save_article(_canonical(article, config), now)
+            except StoreError as e:
+                logger.error("%s", e)
+                report.errors.append(str(e))
+                continue
             report.counts[outcome] += 1
             if outcome in (NEW, UPDATED):
                 report.changed_ids.append(article.id)
@@ -110,15 +115,23 @@ def read_feed_source(config: Config, store: Store,
 
 
 def _canonical(article: Article, config: Config) -> Article:
-    """The article in the site's canonical script."""
+    """The article in the site's canonical script, no field carrying a character XML forbids."""
     target = config.site.script
+
+    def text(value: str) -> str:
+        return scripts.to_script(cleaning.strip_xml_illegal(value), target)
+
     return article.evolve(
-        title=scripts.to_script(article.title, target),
-        summary=scripts.to_script(article.summary, target),
-        body_html=scripts.convert_html(article.body_html, target),
-        author=scripts.to_script(article.author, target),
-        category=scripts.to_script(article.category, target),
-        source_name=scripts.to_script(article.source_name, target),
+        title=text(article.title),
+        summary=text(article.summary),
+        body_html=scripts.convert_html(cleaning.strip_xml_illegal(article.body_html), target),
+        author=text(article.author),
+        category=text(article.category),
+        tags=tuple(t for t in (text(t) for t in article.tags) if t),
+        source_name=text(article.source_name),
+        source_url=cleaning.strip_xml_illegal(article.source_url),
+        url=cleaning.strip_xml_illegal(article.url),
+        image=cleaning.strip_xml_illegal(article.image),
     )
 
 

@@ -102,6 +102,13 @@ class Store:
         canonical URL, or same normalized title and day) is a DUPLICATE.
         """
         now = now or utcnow()
+        try:
+            return self._save(article, now)
+        except SQLAlchemyError as e:
+            first = str(getattr(e, "orig", e)).splitlines()[0]
+            raise StoreError(f"article {article.id}: cannot store: {first}") from e
+
+    def _save(self, article: Article, now: datetime) -> str:
         digest = article.content_hash()
         key = dedupe_key(article)
         with self.engine.begin() as conn:

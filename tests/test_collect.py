@@ -113,3 +113,13 @@ def test_gbk_scraped_page(tmp_path, site_dir):
     a = store.get_article("g")
     assert a.title == "测试标题" and a.author == "张三" and a.source_name == "新华社"
     assert a.published == datetime(2026, 11, 25, 1, 30, tzinfo=timezone.utc)
+
+
+def test_forbidden_characters_never_reach_the_store(tmp_path, site_dir):
+    md(site_dir / "c.md", 'title = "控\\u0000制\\u0008字符"\ndate = 2026-11-25\n'
+       'tags = ["a\\u0001b"]\nauthor = "记\\u000b者"', "正文\x0c。")
+    report, store = run(tmp_path)
+    assert not report.errors
+    a = store.get_article("c")
+    assert (a.title, a.tags, a.author) == ("控制字符", ("ab",), "记者")
+    assert "\x0c" not in a.body_html

@@ -91,9 +91,7 @@ def test_withdraw_keeps_the_article(any_store: Store):
 
 
 def test_naive_datetime_is_refused(any_store: Store):
-    from sqlalchemy.exc import StatementError
-
-    with pytest.raises(StatementError, match="naive datetime"):
+    with pytest.raises(StoreError, match="article a1: cannot store: naive datetime"):
         any_store.save_article(art(1, published=datetime(2026, 1, 1)))
 
 
@@ -115,3 +113,11 @@ def test_password_hidden_in_errors():
         Store.open("postgresql+psycopg://user:topsecret@127.0.0.1:1/none",
                    connect_args={"connect_timeout": 2})
     assert "topsecret" not in str(info.value)
+
+
+def test_database_refusal_is_a_store_error(pg_url):
+    """PostgreSQL refuses NUL in text; whatever the database refuses becomes a StoreError."""
+    store = Store.open(pg_url)
+    with pytest.raises(StoreError, match="article a1: cannot store"):
+        store.save_article(art(1, title="a\x00b"))
+    store.close()
