@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python scheduler.py
+	$(BIN)/python scheduler.py --serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

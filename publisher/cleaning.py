@@ -287,8 +287,11 @@ _BLOCK_TAGS = frozenset({
 _TAG_RE = re.compile(r"<[^>]*>")
 
 
-def html_to_text(html: str) -> str:
-    """Plain text of an HTML fragment, one paragraph per block, separated by a blank line."""
+def html_to_text(html: str, *, links: bool = False) -> str:
+    """Plain text of an HTML fragment, one paragraph per block, separated by a blank line.
+
+    With *links*, each link's address follows its text in parentheses.
+    """
     html = strip_xml_illegal(strip_ruby(html))
     if not html.strip():
         return ""
@@ -298,6 +301,8 @@ def html_to_text(html: str) -> str:
         logger.debug("html_to_text: unparsable fragment, stripping tags by pattern")
         return _text_lines(html_lib.unescape(_TAG_RE.sub("\n", html)))
     etree.strip_elements(root, *_DROP_WITH_CONTENT, etree.Comment, with_tail=False)
+    if links:
+        _inline_hrefs(root)
     for el in root.iter():
         if el.tag == "br":
             el.tail = "\n" + (el.tail or "")
@@ -305,6 +310,13 @@ def html_to_text(html: str) -> str:
             el.text = "\n" + (el.text or "")
             el.tail = "\n" + (el.tail or "")
     return _text_lines(root.text_content())
+
+
+def _inline_hrefs(root) -> None:
+    for a in root.iter("a"):
+        href = (a.get("href") or "").strip()
+        if href.startswith(("http://", "https://", "mailto:")) and href not in a.text_content():
+            a.tail = f" ({href})" + (a.tail or "")
 
 
 def _text_lines(text: str) -> str:

@@ -27,8 +27,8 @@ from .status import send_progress
 from .store import Store
 
 logger = logging.getLogger(__name__)
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 class Context:
@@ -56,10 +56,16 @@ class Context:
 
 
 def setup_logging(verbose: bool) -> None:
+    """Rich log lines on a terminal; plain one-line records otherwise (pipes, systemd)."""
     level = logging.DEBUG if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(message)s", force=True,
-                        handlers=[RichHandler(console=console, show_path=verbose,
-                                              show_time=verbose, markup=False)])
+    if console.is_terminal:
+        handler: logging.Handler = RichHandler(console=console, show_path=verbose,
+                                               show_time=verbose, markup=False)
+        fmt = "%(message)s"
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, force=True, handlers=[handler])
     for noisy in ("alembic", "urllib3", "feedgen", "apscheduler.scheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
 

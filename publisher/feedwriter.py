@@ -148,7 +148,7 @@ class FeedWriter:
         if fingerprint is not None:
             self.state.set(rel, fingerprint)
         if changed:
-            logger.info("wrote %s", path)
+            logger.debug("wrote %s", path)
             self.changed.append(rel)
         return changed
 

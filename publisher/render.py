@@ -16,7 +16,6 @@ from functools import lru_cache
 from itertools import groupby
 from pathlib import Path
 
-import html2text
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2 import TemplateError
 from premailer import Premailer
@@ -138,11 +137,12 @@ def render_digest(config: Config, digest: DigestConfig, edition_key: str, date: 
         web=web, subscribe_url=f"{config.site.url}/subscribe",
     )
     html = render_template(config, "email/digest.html", **context)
-    if variant.script == "zh-hant":  # the template's own words, too
+    text = _tidy_text(render_template(config, "email/digest.txt", **context))
+    if variant.script == "zh-hant":  # the templates' own words, too
         html = scripts.convert_html(html, variant.script)
+        text = scripts.to_script(text, variant.script)
     inlined = _restore_placeholders(inline_css(html, config.site.url))
-    return RenderedDigest(subject=subject, html=inlined, text=html_to_text(html),
-                          article_count=len(chosen))
+    return RenderedDigest(subject=subject, html=inlined, text=text, article_count=len(chosen))
 
 
 _JOINED_PLACEHOLDER = re.compile(rf'="[^"]*?({PREFS_URL}|{UNSUB_URL})"')
@@ -168,19 +168,7 @@ def inline_css(html: str, base_url: str) -> str:
         raise RenderError(f"cannot inline CSS: {e}") from e
 
 
-_PREHEADER = re.compile(r'<div class="preheader".*?</div>', re.S)
-
-
-def html_to_text(html: str) -> str:
-    """A plain-text version that reads well on its own, links kept."""
-    h = html2text.HTML2Text()
-    h.body_width = 0
-    h.ignore_images = True
-    h.ignore_tables = True
-    h.ignore_emphasis = True
-    h.inline_links = True
-    h.protect_links = True
-    h.unicode_snob = True
-    text = h.handle(_PREHEADER.sub("", html))
-    text = re.sub(r"\n{3,}", "\n\n", text)
-    return text.strip() + "\n"
+def _tidy_text(text: str) -> str:
+    """Plain text with single blank lines between blocks and no trailing spaces."""
+    lines = [line.rstrip() for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"

@@ -17,21 +17,17 @@ receive; every channel (webhook, partner feed, email) uses both.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
 
-import lxml.html
-from lxml.etree import ParserError
 
+from . import cleaning
 from .config import Config, PartnerConfig
 from .models import REPRINT, Article
 
 FULL, SUMMARY, HEADLINE = "full", "summary", "headline"
 SUMMARY_CHARS = 140
-_BLOCKS = ("p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "tr",
-           "figcaption", "br")
 
 
 def is_reprint(article: Article, config: Config) -> bool:
@@ -121,26 +117,10 @@ def _attribution_text(block: dict) -> str:
     return "\n".join(lines)
 
 
-def html_to_text(html: str) -> str:
-    """Plain paragraphs from sanitized HTML (one blank line between blocks)."""
-    if not html.strip():
-        return ""
-    try:
-        root = lxml.html.fragment_fromstring(html, create_parent="div")
-    except (ParserError, ValueError):
-        return re.sub(r"<[^>]+>", "", html).strip()
-    for el in root.iter(*_BLOCKS):
-        el.tail = "\n\n" + (el.tail or "")
-    text = root.text_content()
-    lines = [" ".join(line.split()) for line in text.splitlines()]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
-
 def make_summary(article: Article) -> str:
     if article.summary.strip():
         return article.summary.strip()
-    text = " ".join(html_to_text(article.body_html).split())
-    return text if len(text) <= SUMMARY_CHARS else text[:SUMMARY_CHARS].rstrip() + "…"
+    return cleaning.make_summary(article.body_html, SUMMARY_CHARS)
 
 
 def licensed_content(config: Config, article: Article, mode: str) -> Content:
@@ -152,7 +132,7 @@ def licensed_content(config: Config, article: Article, mode: str) -> Content:
     url = escape(article.url, quote=True)
     if mode == FULL:
         html = article.body_html
-        text = html_to_text(article.body_html)
+        text = cleaning.html_to_text(article.body_html, links=True)
     elif mode == SUMMARY:
         html = f'<p>{escape(summary)}</p><p><a href="{url}">阅读全文</a></p>'
         text = f"{summary}\n\n阅读全文:{article.url}"

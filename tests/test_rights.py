@@ -135,9 +135,13 @@ def test_a_reprint_never_carries_its_text(config, body, summary):
 
 @settings(max_examples=60, deadline=None)
 @given(body=body_text)
-def test_html_to_text_keeps_the_words(body):
+def test_text_keeps_the_words_and_links(body):
     from html import escape
 
-    text = rights.html_to_text(f"<p>{escape(body)}</p><p>尾段</p>")
+    from publisher.cleaning import html_to_text
+
+    text = html_to_text(f'<p>{escape(body)}</p><p><a href="https://x.example/1">尾</a>段</p>',
+                        links=True)
+    assert "尾 (https://x.example/1)段" in text
     assert " ".join(body.split()) in " ".join(text.split())
-    assert text.endswith("尾段")
+    assert text.endswith("段")
