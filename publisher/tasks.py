@@ -265,15 +265,12 @@ def run_deliver_partner(config: Config, store: Store, partner: str | None = None
                         now: datetime | None = None):
     """Deliver one partner's pending items (all partners when *partner* is None)."""
     now = now or utcnow()
-    deliver = getattr(syndication, "deliver_pending", None)
-    if deliver is None:  # syndication without per-partner delivery: one run does all
-        return syndication.run(config, store, now)
     key = zlib.crc32((partner or "*").encode("utf-8")) - (1 << 31)
     with _advisory(store, PARTNER_NS, key, wait=False) as mine:
         if not mine:
             logger.info("partner %s: another worker is delivering; skipped", partner)
             return None
-        return deliver(config, store, now, partner_name=partner)
+        return syndication.deliver_pending(config, store, now, partner_name=partner)
 
 
 def dispatch_syndication(config: Config, store: Store, now: datetime | None = None) -> Counter:
@@ -281,10 +278,8 @@ def dispatch_syndication(config: Config, store: Store, now: datetime | None = No
     now = now or utcnow()
     if not config.partners:
         return Counter()
-    plan = getattr(syndication, "enqueue", None)
-    counts = Counter(planned=plan(config, store, now) if plan else 0)
-    per_partner = hasattr(syndication, "deliver_pending")
-    names = [p.name for p in config.partners] if per_partner else [None]
+    counts = Counter(planned=syndication.enqueue(config, store, now))
+    names = [p.name for p in config.partners]
     if config.queue is not None:
         if waiting(config, PARTNERS) < len(names):
             counts["enqueued"] = enqueue(config, PARTNERS, [[n] for n in names])

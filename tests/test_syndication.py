@@ -389,3 +389,19 @@ def test_migration_0006_downgrades_and_upgrades(tmp_path):
         assert triggers() == ["audit_log_no_delete", "audit_log_no_update"]
     finally:
         store.close()
+
+
+def test_in_process_dispatch_delivers_per_partner(make_site):
+    """Without [queue], the scale-out dispatcher runs one delivery per partner in threads."""
+    from publisher import tasks
+
+    site = make_site({"alpha": {}, "beta": {"secret_env": "PARTNER_B_SECRET"}})
+    site.save(article("d1"), article("d2", category="经济"))
+    counts = tasks.dispatch_syndication(site.config, site.store, T0)
+    assert counts["planned"] == 4 and counts["runs"] == 2
+    for name in ("alpha", "beta"):
+        got = sorted(d.doc["id"] for d in site.receivers[name].accepted)
+        assert got == ["d1", "d2"], name
+    again = tasks.dispatch_syndication(site.config, site.store, T0)
+    assert again["planned"] == 0
+    assert sum(len(r.accepted) for r in site.receivers.values()) == 4
