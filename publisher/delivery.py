@@ -131,12 +131,28 @@ def archive_url(config: Config, edition: Edition) -> str:
 
 
 class FactoryCache:
-    """Renders each (edition, variant) once and keeps its MessageFactory (thread-safe)."""
+    """Renders each (edition, variant) once and keeps its MessageFactory (thread-safe).
+
+    A long-lived cache (one per worker process) calls :meth:`refresh` before each
+    batch: an edition whose still-published articles changed (a withdrawal) is
+    rendered again, so no later message carries a withdrawn article.
+    """
 
     def __init__(self, config: Config, store: Store):
         self.config, self.store = config, store
         self._cache: dict[tuple[int, str], MessageFactory] = {}
+        self._snapshots: dict[int, tuple[str, ...]] = {}
         self._lock = threading.Lock()
+
+    def refresh(self, edition_ids: set[int]) -> None:
+        for edition_id in edition_ids:
+            edition = get_edition_by_id(self.store, edition_id)
+            current = tuple(a.id for a in edition_articles(self.store, edition)) if edition else ()
+            with self._lock:
+                if self._snapshots.get(edition_id, current) != current:
+                    for key in [k for k in self._cache if k[0] == edition_id]:
+                        del self._cache[key]
+                self._snapshots[edition_id] = current
 
     def get(self, edition_id: int, variant_key: str) -> MessageFactory:
         key = (edition_id, variant_key)
@@ -254,15 +270,19 @@ def send_pending(config: Config, store: Store, *, transport: Transport | None = 
     return report
 
 
-def send_rows(config: Config, store: Store, rows: list, transport_or_pool) -> Counter:
+def send_rows(config: Config, store: Store, rows: list, transport_or_pool, *,
+              factories: FactoryCache | None = None) -> Counter:
     """Send an already claimed batch and mark each row; the caller owns the transport.
 
     *transport_or_pool*: one :class:`Transport` (used by one thread) or a
-    :class:`TransportPool` (one thread per connection).
+    :class:`TransportPool` (one thread per connection). *factories*: a render
+    cache kept across batches (refreshed here), so variants are not rendered again.
     """
     pool = transport_or_pool if isinstance(transport_or_pool, TransportPool) \
         else TransportPool.wrap(transport_or_pool)
-    sender = Sender(config, store, pool)
+    if factories is not None:
+        factories.refresh({row.edition_id for row in rows})
+    sender = Sender(config, store, pool, factories=factories)
     try:
         sender.submit(rows)
     finally:
@@ -301,9 +321,10 @@ def count_due(store: Store, now: datetime, edition_id: int | None = None) -> int
 class RowSender:
     """Builds, sends and marks single rows; shared by all connection threads."""
 
-    def __init__(self, config: Config, store: Store, clock: Callable[[], datetime] = utcnow):
+    def __init__(self, config: Config, store: Store, clock: Callable[[], datetime] = utcnow,
+                 factories: FactoryCache | None = None):
         self.config, self.store, self.clock = config, store, clock
-        self.factories = FactoryCache(config, store)
+        self.factories = factories or FactoryCache(config, store)
         self.signer = LinkSigner(config, tokens.signer(config))
         self.sender = parseaddr(config.email.from_addr)[1]
         smtp = config.email.smtp
@@ -454,8 +475,8 @@ class MarkingRowSender(RowSender):
     """A RowSender whose 'sent' marks go through a :class:`Marker`."""
 
     def __init__(self, config: Config, store: Store, clock: Callable[[], datetime],
-                 marker: Marker):
-        super().__init__(config, store, clock)
+                 marker: Marker, factories: FactoryCache | None = None):
+        super().__init__(config, store, clock, factories)
         self.marker = marker
         self.tickets = threading.local()
 
@@ -475,10 +496,10 @@ class Sender:
 
     def __init__(self, config: Config, store: Store, pool: TransportPool, *,
                  progress: Progress | None = None, total: int = 0,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, factories: FactoryCache | None = None):
         self.store, self.pool = store, pool
         self.marker = Marker(store)
-        self.rows = MarkingRowSender(config, store, clock, self.marker)
+        self.rows = MarkingRowSender(config, store, clock, self.marker, factories)
         self.progress, self.total = progress, total
         self.counts: Counter = Counter()
         self.errors: list[str] = []

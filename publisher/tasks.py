@@ -134,6 +134,7 @@ class _Context:
     store: Store
     liveness: Liveness | None
     pid: int
+    factories: delivery.FactoryCache
 
 
 _context: _Context | None = None
@@ -148,7 +149,8 @@ def _worker_context() -> _Context:
             _config = _config or load_config()
             store = open_store(_config)
             live = Liveness(_config.storage.database_url) if _is_postgres(store) else None
-            _context = _Context(_config, store, live, os.getpid())
+            _context = _Context(_config, store, live, os.getpid(),
+                                delivery.FactoryCache(_config, store))
         return _context
 
 
@@ -161,7 +163,8 @@ def _is_postgres(store: Store) -> bool:
 def run_send_batch(config: Config, store: Store, *, edition_id: int | None = None,
                    transport: Transport | None = None,
                    claim_lock: AbstractContextManager | None = None,
-                   liveness: Liveness | None = None) -> Counter:
+                   liveness: Liveness | None = None,
+                   factories: delivery.FactoryCache | None = None) -> Counter:
     """Claim one batch of due rows, send it, mark each row; counts by outcome (empty: none due)."""
     if liveness is not None:
         liveness.register(store, delivery.worker_id())
@@ -173,20 +176,12 @@ def run_send_batch(config: Config, store: Store, *, edition_id: int | None = Non
     own = transport is None
     transport = transport or make_transport(config)
     try:
-        counts = _send_rows(config, store, rows, transport)
+        counts = Counter(delivery.send_rows(config, store, rows, transport, factories=factories))
     finally:
         if own:
             transport.close()
-    _complete_editions(store)
-    return counts
-
-
-def _send_rows(config: Config, store: Store, rows: list, transport: Transport) -> Counter:
-    return Counter(delivery.send_rows(config, store, rows, transport))
-
-
-def _complete_editions(store: Store) -> None:
     delivery.complete_editions(store)
+    return counts
 
 
 def count_due(store: Store, now: datetime, edition_id: int | None = None) -> int:
@@ -207,12 +202,14 @@ def _send_inline(config: Config, store: Store, edition_id: int | None) -> Counte
     threads = config.email.smtp.connections if config.email.transport == "smtp" else 1
     # SQLite has no SKIP LOCKED: claims are serialized inside this process
     lock = threading.Lock() if not _is_postgres(store) else None
+    factories = delivery.FactoryCache(config, store)
 
     def drain() -> Counter:
         total, transport = Counter(), make_transport(config)
         try:
             while counts := run_send_batch(config, store, edition_id=edition_id,
-                                           transport=transport, claim_lock=lock):
+                                           transport=transport, claim_lock=lock,
+                                           factories=factories):
                 total += counts
         finally:
             transport.close()
@@ -377,7 +374,7 @@ _TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_resul
 def send_batch(edition_id: int | None = None) -> dict[str, int]:
     ctx = _worker_context()
     return dict(run_send_batch(ctx.config, ctx.store, edition_id=edition_id,
-                               liveness=ctx.liveness))
+                               liveness=ctx.liveness, factories=ctx.factories))
 
 
 @app.task(name=PARTNERS, **_TASK_OPTIONS)

@@ -370,3 +370,36 @@ def test_cli_send_with_the_file_transport_writes_parseable_messages(tmp_path):
     assert sorted(m["To"].addresses[0].addr_spec for m in msgs) == sorted(EMAILS[:3])
     result = CliRunner().invoke(main, ["--config", str(path), "status"])
     assert result.exit_code == 0 and "daily-2026-03-02" in result.output
+
+
+def test_kept_render_cache_is_reused_and_follows_withdrawals(site):
+    """Workers keep one FactoryCache across batches: no re-render until the edition changes."""
+    from email import message_from_bytes
+    from email.policy import default
+
+    from publisher.delivery import FactoryCache
+    from publisher.editions import edition_articles
+    from publisher.transport import make_transport
+
+    config, store, ed, server = site
+    cache = FactoryCache(config, store)
+    first = claim_batch(store, NOW, 5)
+    transport = make_transport(config)
+    send_rows(config, store, first, transport, factories=cache)
+    key = (first[0].edition_id, first[0].variant)
+    kept = cache.get(*key)
+    victim = edition_articles(store, ed)[0]
+    second = claim_batch(store, NOW, 3)
+    send_rows(config, store, second, transport, factories=cache)
+    assert cache.get(*key) is kept  # nothing changed: the rendered variant is reused
+    store.withdraw(victim.id, "版权投诉")
+    third = claim_batch(store, NOW, 10)
+    send_rows(config, store, third, transport, factories=cache)
+    transport.close()
+    assert cache.get(*key) is not kept  # rendered again without the withdrawn article
+    later = {r.rcpt_tos[0]: message_from_bytes(r.data, policy=default) for r in server.received}
+    before = later[first[0].email].get_body(("html",)).get_content()
+    assert victim.url in before
+    for row in third:
+        html = later[row.email].get_body(("html",)).get_content()
+        assert victim.title not in html and victim.url not in html
