@@ -35,6 +35,7 @@ from pathlib import Path
 from sqlalchemy import insert, select, update
 
 from . import subscribers as subs
+from . import tokens
 from .config import Config
 from .errors import UsageError
 from .schema import kv, subscribers
@@ -125,7 +126,8 @@ class BounceReport:
         return (f"bounces: {c['messages']} reports read, {c['hard']} hard bounces, "
                 f"{c['soft']} soft bounces, {c['complaint']} complaints, "
                 f"{c['policy']} policy rejections, {c['delayed']} delays, "
-                f"{c['suppressed']} addresses suppressed, {c['seen']} already processed, "
+                f"{c['suppressed']} addresses suppressed, {c['unsubscribed']} unsubscribed by mail, "
+                f"{c['seen']} already processed, "
                 f"{c['unrecognized']} not a bounce or complaint")
 
 
@@ -218,12 +220,13 @@ def _original(part: Message) -> Message | None:
 # -- applying them ------------------------------------------------------------------
 
 def process_path(config: Config, store: Store, path: Path) -> BounceReport:
-    """Read every report in the Maildir or mbox at *path* and act on it."""
+    """Read every report (and mailto unsubscribe request) in the Maildir or mbox at *path*."""
     report = BounceReport()
+    signer = tokens.signer(config)
     for raw in iter_messages(Path(path)):
         report.counts["messages"] += 1
         try:
-            process_message(store, raw, report)
+            process_message(store, raw, report, signer)
         except (ValueError, LookupError, TypeError) as e:  # a malformed report: skip it
             report.counts["unrecognized"] += 1
             report.errors.append(f"unreadable report: {e}")
@@ -248,7 +251,8 @@ def iter_messages(path: Path):
         box.close()
 
 
-def process_message(store: Store, raw: bytes, report: BounceReport) -> None:
+def process_message(store: Store, raw: bytes, report: BounceReport,
+                    signer: tokens.Signer | None = None) -> None:
     key = "bounce:" + hashlib.sha256(raw).hexdigest()
     with store.engine.begin() as conn:
         if conn.execute(select(kv.c.key).where(kv.c.key == key)).first():
@@ -256,11 +260,36 @@ def process_message(store: Store, raw: bytes, report: BounceReport) -> None:
             return
         msg = message_from_bytes(raw, _class=EmailMessage, policy=default)
         events = events_from(msg)
-        if not events:
+        mailto = not events and signer is not None and mailto_unsubscribe(conn, msg, signer,
+                                                                            report)
+        if not events and not mailto:
             report.counts["unrecognized"] += 1
         for event in events:
             apply_event(conn, event, report)
         conn.execute(insert(kv).values(key=key, value=utcnow().isoformat(), flag=True))
+
+
+_UNSUBSCRIBE_SUBJECT = re.compile(r"\bunsubscribe-([A-Za-z0-9_.-]{20,})")
+
+
+def mailto_unsubscribe(conn, msg: Message, signer: tokens.Signer,
+                       report: BounceReport) -> bool:
+    """Honour a ``List-Unsubscribe`` mailto request (subject ``unsubscribe-TOKEN``).
+
+    Returns True when the message was such a request, valid or not.
+    """
+    m = _UNSUBSCRIBE_SUBJECT.search(str(msg.get("Subject", "")))
+    if not m:
+        return False
+    try:
+        token_key = signer.load(m.group(1), tokens.UNSUBSCRIBE)
+    except tokens.BadToken as e:
+        report.counts["bad_unsubscribe"] += 1
+        report.errors.append(f"unsubscribe request with a {e} token ignored")
+        return True
+    if subs.unsubscribe_in(conn, token_key, method="mailto") is not None:
+        report.counts["unsubscribed"] += 1
+    return True
 
 
 def apply_event(conn, event: BounceEvent, report: BounceReport) -> None:

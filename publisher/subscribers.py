@@ -262,16 +262,21 @@ def update_preferences(store: Store, token_key: str, *, frequency: str,
 def unsubscribe(store: Store, token_key: str, *, method: str = "web",
                 now: datetime | None = None) -> Subscriber | None:
     """Unsubscribe the token's subscriber and suppress the address (idempotent)."""
-    now = now or utcnow()
     with store.engine.begin() as conn:
-        row = conn.execute(select(subscribers)
-                           .where(subscribers.c.token_key == token_key)).first()
-        if row is None:
-            return None
-        if row.status in ("active", "pending"):
-            conn.execute(update(subscribers).where(subscribers.c.id == row.id).values(
-                status="unsubscribed", unsubscribed_at=now, updated_at=now))
-        suppress(conn, row.email, "unsubscribed", method, now=now)
+        return unsubscribe_in(conn, token_key, method=method, now=now)
+
+
+def unsubscribe_in(conn, token_key: str, *, method: str,
+                   now: datetime | None = None) -> Subscriber | None:
+    """:func:`unsubscribe` inside the caller's transaction."""
+    now = now or utcnow()
+    row = conn.execute(select(subscribers).where(subscribers.c.token_key == token_key)).first()
+    if row is None:
+        return None
+    if row.status in ("active", "pending"):
+        conn.execute(update(subscribers).where(subscribers.c.id == row.id).values(
+            status="unsubscribed", unsubscribed_at=now, updated_at=now))
+    suppress(conn, row.email, "unsubscribed", method, now=now)
     logger.info("subscriber %s unsubscribed (%s)", row.id, method)
     return _row_to_subscriber(row)
 

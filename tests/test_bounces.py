@@ -111,3 +111,38 @@ def test_malformed_reports_never_crash(store, status, action, rcpt, junk):
         bounces.process_message(store, raw, report)
     assert report.counts["hard"] + report.counts["soft"] + report.counts["unrecognized"] \
         + report.counts["seen"] + report.counts["policy"] + report.counts["delayed"] >= 1
+
+
+def test_mailto_unsubscribe_from_a_real_digest(config, store, tmp_path):
+    """The mailto in List-Unsubscribe, answered by a mail client, unsubscribes that reader."""
+    from email import message_from_bytes
+    from email.message import EmailMessage
+    from email.policy import default
+    from urllib.parse import parse_qs, urlsplit
+
+    from publisher import pipeline, subscribers as subs
+    from tests.test_pipeline import NOW
+
+    subs.upsert(store, "leaver@example.com")
+    subs.upsert(store, "stayer@example.com")
+    pipeline.cycle(config, store, NOW, digests=True)
+    sent = {m["To"].addresses[0].addr_spec: m for m in
+            (message_from_bytes(p.read_bytes(), policy=default)
+             for p in config.email.outbox_dir.glob("*.eml"))}
+    header = str(sent["leaver@example.com"]["List-Unsubscribe"])
+    mailto = urlsplit(header.split("<mailto:", 1)[1].rstrip(">"))
+    subject = parse_qs(mailto.query)["subject"][0]
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    for subj in (subject, subject[:-3] + "xyz"):  # the real one, and a tampered one
+        request = EmailMessage()
+        request["From"], request["To"], request["Subject"] = \
+            "leaver@example.com", mailto.path, subj
+        request.set_content("unsubscribe")
+        box.add(request.as_bytes())
+    box.close()
+    report = bounces.process_path(config, store, tmp_path / "Maildir")
+    assert report.counts["unsubscribed"] == 1 and report.counts["bad_unsubscribe"] == 1
+    current, suppressed = state(store)
+    assert current["leaver@example.com"][0] == "unsubscribed"
+    assert suppressed["leaver@example.com"] == "unsubscribed"
+    assert current["stayer@example.com"][0] == "active"
