@@ -153,6 +153,8 @@ class WebConfig:
     port: int = 8000
     secret_key_env: str = "PUBLISHER_SECRET_KEY"
     subscribe_rate_per_hour: int = 10
+    secure_cookies: bool = False  # set behind TLS: the session cookie is sent over https only
+    proxies: int = 0  # reverse proxies in front (X-Forwarded-For/-Proto hops trusted)
 
 
 @dataclass(frozen=True)
@@ -362,6 +364,8 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         port=web_r.positive("port", 8000),
         secret_key_env=web_r.get("secret_key_env", str, "PUBLISHER_SECRET_KEY"),
         subscribe_rate_per_hour=web_r.positive("subscribe_rate_per_hour", 10),
+        secure_cookies=web_r.get("secure_cookies", bool, False),
+        proxies=web_r.positive("proxies", 0, zero_ok=True),
     )
     web_r.check_unknown()
 

@@ -398,3 +398,27 @@ def test_any_form_input_gets_a_page_never_a_crash(config, store, email, freq, sc
     for msg in outbox_messages(config):
         for value in msg.values():
             assert "\r" not in str(value) and "\n" not in str(value)
+
+
+def test_behind_a_proxy_the_rate_limit_counts_real_clients(tmp_path):
+    """With [web].proxies = 1 the limit is per X-Forwarded-For client, not per proxy."""
+    from publisher.config import load_config
+    from publisher.web import create_app
+    from tests.conftest import write_site
+
+    config = load_config(write_site(tmp_path, "\n[web]\nproxies = 1\nsecure_cookies = true\n"
+                                               "subscribe_rate_per_hour = 2\n"))
+    app = create_app(config)
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+
+    def attempt(client_ip: str) -> int:
+        client = app.test_client()
+        headers = {"X-Forwarded-For": client_ip, "X-Forwarded-Proto": "https"}
+        page = client.get("/subscribe", headers=headers, base_url="https://127.0.0.1")
+        form = {"email": f"p{client_ip.replace('.', '')}@example.com", "frequency": "daily",
+                "script": "zh-hans", "csrf_token": csrf_from(page.get_data(as_text=True))}
+        return client.post("/subscribe", data=form, headers=headers,
+                           base_url="https://127.0.0.1").status_code
+
+    assert [attempt("203.0.113.7") for _ in range(3)] == [303, 303, 429]
+    assert attempt("198.51.100.9") == 303  # another client behind the same proxy
