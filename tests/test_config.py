@@ -86,3 +86,10 @@ def test_unknown_digest_and_partner(config):
         config.digest("hourly")
     with pytest.raises(ConfigError, match="no \\[\\[partners\\]\\] named 'x'"):
         config.partner("x")
+
+
+def test_production_example_loads():
+    config = load_config(ROOT / "deploy" / "config.production.toml")
+    assert config.storage.database_url.startswith("postgresql+psycopg://")
+    assert config.queue is not None and config.email.transport == "smtp"
+    assert config.web.secure_cookies and config.web.proxies == 1
