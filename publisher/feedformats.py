@@ -1,28 +1,40 @@
 """Feed documents: RSS 2.0, Atom 1.0 (RFC 4287) and JSON Feed 1.1.
 
-The documents are written directly (every text escaped, every character XML
-1.0 forbids removed) rather than through feedgen, for three reasons: the exact
-elements validators ask for (``atom:link rel=self`` in RSS, ``xml:lang``,
-RFC 5005 ``fh:archive`` and archive links, enclosures only with a known
-length), byte-stable output, and speed: an entry is rendered once per build and
-script and reused by every feed and archive page it appears in.
+RSS and Atom are produced by feedgen (:class:`feedgen.feed.FeedGenerator`,
+:class:`feedgen.entry.FeedEntry`, its ``dc`` and ``media`` extensions, and one
+small extension of ours, :class:`HistoryExtension`, for what feedgen has no call
+for: RFC 5005 ``fh:archive`` and the ``atom:link`` elements an RSS channel
+carries beside ``rel="self"``). JSON Feed, which feedgen does not know, is
+written with :mod:`json`.
 
 :func:`prepare` turns an :class:`~publisher.models.Article` into an
 :class:`Item` in one script (sanitized content with absolute URLs, the
-reprint's source and the disclaimer); :func:`render` assembles a document.
+reprint's source and the disclaimer, every character XML 1.0 forbids removed);
+:func:`entry` makes its :class:`~feedgen.entry.FeedEntry` once per format and
+zone, shared by every document the item appears in; :func:`render` assembles a
+document. Output is a function of the inputs only (dates are given, never
+"now"), so the same inputs give the same bytes.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import mimetypes
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from email.utils import format_datetime
 from html import escape as html_escape
 from urllib.parse import urljoin, urlsplit
+
+from feedgen.entry import FeedEntry
+from feedgen.ext.base import BaseExtension
+from feedgen.ext.dc import DcEntryExtension, DcExtension
+from feedgen.ext.media import MediaEntryExtension, MediaExtension
+from feedgen.feed import FeedGenerator
+from lxml import etree
 
 from . import cleaning, scripts
 from .errors import RenderError
@@ -31,6 +43,7 @@ from .models import Article
 FORMATS = ("rss", "atom", "json")
 XML_FORMATS = ("rss", "atom")
 GENERATOR = "publisher"
+RSS_DOCS = "https://www.rssboard.org/rss-specification"
 NS_ATOM = "http://www.w3.org/2005/Atom"
 NS_DC = "http://purl.org/dc/elements/1.1/"
 NS_CONTENT = "http://purl.org/rss/1.0/modules/content/"
@@ -52,7 +65,7 @@ class FeedMeta:
     description: str
     rights: str = ""
     author: str = ""  # "" = the feed's title
-    tz: tzinfo = timezone.utc
+    tz: tzinfo = UTC
     hub: str | None = None
     updated: datetime | None = None
     links: tuple[tuple[str, str], ...] = ()  # (rel, href): prev-archive, next-archive, current
@@ -81,6 +94,7 @@ class Item:
     image_type: str = ""
     image_length: int = 0
     cache: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
 
 
 # ------------------------------------------------------------------ items
@@ -197,102 +211,247 @@ def _clean_text(text: str) -> str:
     return cleaning.strip_xml_illegal(text or "")
 
 
-# --------------------------------------------------------------- escaping
-
-def _x(text: str) -> str:
-    """Text content, markup characters escaped. *text* is clean (see :func:`_clean_text`):
-    every :class:`Item` field is, and document-level values go through :func:`_xc`."""
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace("\r", "&#13;"))
-
-
-def _q(text: str) -> str:
-    """An attribute value in double quotes (clean *text*, as for :func:`_x`)."""
-    return (_x(text).replace('"', "&quot;").replace("\n", "&#10;").replace("\t", "&#9;"))
-
-
-def _xc(text: str) -> str:
-    return _x(_clean_text(text))
-
-
-def _qc(text: str) -> str:
-    return _q(_clean_text(text))
-
+# ------------------------------------------------------------------ dates
 
 def rfc822(dt: datetime, tz: tzinfo) -> str:
     """An RFC 822 (RFC 2822) date with a numeric zone, as RSS 2.0 asks."""
-    return format_datetime(_aware(dt).astimezone(tz).replace(microsecond=0))
+    return format_datetime(_local(dt, tz))
 
 
 def rfc3339(dt: datetime, tz: tzinfo) -> str:
     """An RFC 3339 timestamp with its offset, as Atom and JSON Feed ask."""
-    return _aware(dt).astimezone(tz).replace(microsecond=0).isoformat()
+    return _local(dt, tz).isoformat()
 
 
-def _aware(dt: datetime) -> datetime:
+def _local(dt: datetime, tz: tzinfo) -> datetime:
+    """*dt* in the feed's zone, whole seconds; naive datetimes are refused."""
     if dt.tzinfo is None:
         raise RenderError(f"naive datetime {dt!r} in a feed")
-    return dt
+    return dt.astimezone(tz).replace(microsecond=0)
 
 
-# ------------------------------------------------------------- fragments
+# ---------------------------------------------------------- feedgen parts
 
-def _rss_item(it: Item, tz: tzinfo) -> str:
-    parts = [
-        "<item>",
-        f"<title>{_x(it.title)}</title>",
-        f"<link>{_x(it.url)}</link>",
-        f"<description>{_x(it.summary)}</description>",
-        f"<content:encoded>{_x(it.content_html)}</content:encoded>",
-        f"<dc:creator>{_x(it.author)}</dc:creator>",
-        *(f"<category>{_x(c)}</category>" for c in it.categories + it.tags),
-        f'<guid isPermaLink="false">{_x(it.id)}</guid>',
-        f"<pubDate>{rfc822(it.published, tz)}</pubDate>",
-    ]
+class HistoryExtension(BaseExtension):
+    """Feed-level elements feedgen has no call for.
+
+    RFC 5005 ``<fh:archive/>`` (RSS and Atom) and, in RSS, the ``atom:link``
+    elements beyond ``rel="self"`` (``hub``, ``current``, ``prev-archive``,
+    ``next-archive``): feedgen's RSS writer keeps only the self link. In Atom
+    those links go through :meth:`FeedGenerator.link` like any other.
+    """
+
+    def __init__(self) -> None:
+        self.links: list[dict[str, str]] = []  # extra atom:link attributes, RSS only
+        self.archive = False
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"fh": NS_FH}
+
+    def extend_rss(self, feed):
+        channel = feed.find("channel")
+        for attrs in self.links:
+            etree.SubElement(channel, f"{{{NS_ATOM}}}link", attrs)
+        if self.archive:
+            etree.SubElement(channel, f"{{{NS_FH}}}archive")
+        return feed
+
+    def extend_atom(self, feed):
+        if self.archive:
+            etree.SubElement(feed, f"{{{NS_FH}}}archive")
+        return feed
+
+
+_LINK_ATTRIBUTES = ("rel", "type", "hreflang", "title", "length")
+
+
+class _Entry(FeedEntry):
+    """A feedgen entry whose XML is built once, then copied for every further document.
+
+    An item appears in a subscription feed and in one or more archive pages;
+    feedgen would build the same ``<item>``/``<entry>`` element for each. The
+    first document gets the element feedgen built; the others a copy of it
+    (``copy.deepcopy`` of an lxml element: the same subtree, made in C).
+    """
+
+    _elements: dict | None = None  # "rss"/"atom" -> the element feedgen built
+
+    def rss_entry(self, extensions=True):
+        return self._built("rss", super().rss_entry, extensions)
+
+    def atom_entry(self, extensions=True):
+        return self._built("atom", self._atom_entry, extensions)
+
+    def _atom_entry(self, extensions=True):
+        element = super().atom_entry(extensions)
+        # feedgen 1.0.0 writes an entry's links with href only (lkiesow/python-feedgen#135,
+        # a loop variable shadowed): give them back their rel, type, title and length.
+        for node, data in zip(element.iterchildren("link"), self.link() or [], strict=False):
+            for name in _LINK_ATTRIBUTES:
+                if data.get(name) and node.get(name) is None:
+                    node.set(name, data[name])
+        return element
+
+    def _built(self, kind, build, extensions):
+        if not extensions:
+            return build(extensions)
+        if self._elements is None:
+            self._elements = {}
+        if kind not in self._elements:
+            self._elements[kind] = build(extensions)
+            return self._elements[kind]
+        return copy.deepcopy(self._elements[kind])
+
+
+def entry(it: Item, fmt: str, tz: tzinfo) -> FeedEntry:
+    """The feedgen entry of *it* in *fmt* ("rss" or "atom"), made once and kept on the item."""
+    key = (fmt, tz)
+    fe = it.cache.get(key)
+    if fe is None:
+        fe = it.cache[key] = _make_entry(it, fmt, tz)
+    return fe
+
+
+def _make_entry(it: Item, fmt: str, tz: tzinfo) -> FeedEntry:
+    fe = _Entry()
+    fe.id(it.id)  # also the RSS guid, isPermaLink="false"
+    fe.title(it.title or it.id)  # feedgen refuses an entry without a title
+    fe.published(_local(it.published, tz))
+    fe.updated(_local(it.modified, tz))
+    if it.categories or it.tags:
+        fe.category([{"term": c} for c in it.categories + it.tags])
+    fe.summary(it.summary, type="text")  # RSS <description>
+    fe.content(it.content_html, type="html")  # RSS <content:encoded>
+    if fmt == "rss":
+        fe.register_extension("dc", DcEntryExtension, atom=False, rss=True)
+    fe.register_extension("media", MediaEntryExtension)
+    fe.link(_rss_parts(fe, it) if fmt == "rss" else _atom_parts(fe, it))
+    if it.image:
+        fe.media.content(_media_content(it), group=None)
+    return fe
+
+
+def _rss_parts(fe: FeedEntry, it: Item) -> list[dict[str, str]]:
+    """RSS-only parts; returns the entry's links (<link>, <enclosure>)."""
+    fe.dc.dc_creator(it.author)  # RSS <author> must be an e-mail address
     if it.reprint:
-        parts.append(f'<source url="{_q(it.source_url or it.url)}">'
-                     f"{_x(it.source_name or '非本网')}</source>")
-    if it.image:
-        if it.image_length and it.image_type:
-            parts.append(f'<enclosure url="{_q(it.image)}" length="{it.image_length}" '
-                         f'type="{_q(it.image_type)}"/>')
-        parts.append(_media_content(it))
-    parts.append("</item>")
-    return "".join(parts)
+        fe.source(url=it.source_url or it.url, title=it.source_name or "非本网")
+    links = [{"href": it.url, "rel": "alternate", "type": "text/html"}]
+    if it.image and it.image_length and it.image_type:  # validators reject length 0
+        links.append({"href": it.image, "rel": "enclosure", "type": it.image_type,
+                      "length": str(it.image_length)})
+    return links
 
 
-def _media_content(it: Item) -> str:
-    attrs = f'url="{_q(it.image)}" medium="image"'
-    if it.image_type:
-        attrs += f' type="{_q(it.image_type)}"'
-    if it.image_length:
-        attrs += f' fileSize="{it.image_length}"'
-    return f"<media:content {attrs}/>"
-
-
-def _atom_entry(it: Item, tz: tzinfo) -> str:
-    parts = [
-        "<entry>",
-        f"<id>{_x(it.id)}</id>",
-        f'<title type="text">{_x(it.title)}</title>',
-        f'<link rel="alternate" type="text/html" href="{_q(it.url)}"/>',
-        f"<published>{rfc3339(it.published, tz)}</published>",
-        f"<updated>{rfc3339(it.modified, tz)}</updated>",
-        f"<author><name>{_x(it.author)}</name></author>",
-        *(f'<category term="{_q(c)}"/>' for c in it.categories + it.tags),
-        f'<summary type="text">{_x(it.summary)}</summary>',
-        f'<content type="html">{_x(it.content_html)}</content>',
-    ]
+def _atom_parts(fe: FeedEntry, it: Item) -> list[dict[str, str]]:
+    """Atom-only parts; returns the entry's links (alternate, via, enclosure)."""
+    fe.author({"name": it.author})
+    links = [{"href": it.url, "rel": "alternate", "type": "text/html"}]
     if it.reprint and it.source_url:
-        parts.append(f'<link rel="via" type="text/html" href="{_q(it.source_url)}" '
-                     f'title="{_q(it.source_name)}"/>')
+        links.append({"href": it.source_url, "rel": "via", "type": "text/html",
+                      "title": it.source_name})
     if it.image:
-        length = f' length="{it.image_length}"' if it.image_length else ""
-        kind = f' type="{_q(it.image_type)}"' if it.image_type else ""
-        parts.append(f'<link rel="enclosure" href="{_q(it.image)}"{kind}{length}/>')
-        parts.append(_media_content(it))
-    parts.append("</entry>")
-    return "".join(parts)
+        link = {"href": it.image, "rel": "enclosure"}
+        if it.image_type:
+            link["type"] = it.image_type
+        if it.image_length:
+            link["length"] = str(it.image_length)
+        links.append(link)
+    return links
+
+
+def _media_content(it: Item) -> dict[str, str]:
+    attrs = {"url": it.image, "medium": "image"}
+    if it.image_type:
+        attrs["type"] = it.image_type
+    if it.image_length:
+        attrs["fileSize"] = str(it.image_length)
+    return attrs
+
+
+# ------------------------------------------------------------- documents
+
+def render(items: list[Item], meta: FeedMeta, fmt: str) -> bytes:
+    """One feed document of *items* (newest first, as given) in *fmt*."""
+    if fmt == "json":
+        return _json(items, meta)
+    fg = generator(items, meta, fmt)
+    try:
+        data = fg.rss_str() if fmt == "rss" else fg.atom_str()
+    except ValueError as e:  # feedgen's required fields, lxml's text checks
+        raise RenderError(f"{fmt} feed {meta.self_url}: {e}") from e
+    return data + b"\n"
+
+
+def generator(items: list[Item], meta: FeedMeta, fmt: str) -> FeedGenerator:
+    """The feedgen generator of one RSS or Atom document, entries appended in order."""
+    if fmt not in XML_FORMATS:
+        raise RenderError(f"unknown feed format {fmt!r}")
+    fg = FeedGenerator()
+    if fmt == "rss":
+        fg.register_extension("dc", DcExtension, DcEntryExtension, atom=False, rss=True)
+    fg.register_extension("media", MediaExtension, MediaEntryExtension)
+    fg.register_extension("history", HistoryExtension)
+    _head(fg, meta, fmt, _updated(items, meta))
+    for it in items:
+        fg.add_entry(entry(it, fmt, meta.tz), order="append")
+    return fg
+
+
+def _head(fg: FeedGenerator, meta: FeedMeta, fmt: str, updated: datetime) -> None:
+    site = _clean_text(meta.site_url) + "/"
+    title = _first(meta.title, site)  # feedgen refuses a feed without one
+    fg.title(title)
+    fg.updated(_local(updated, meta.tz))  # RSS lastBuildDate, Atom updated
+    fg.generator(GENERATOR)
+    if _first(meta.rights):
+        fg.rights(_first(meta.rights))  # RSS copyright, Atom rights
+    own = MEDIA_TYPES[fmt]
+    links = [{"href": _clean_text(meta.self_url), "rel": "self", "type": own}]
+    if meta.hub:
+        links.append({"href": _clean_text(meta.hub), "rel": "hub"})
+    links += [{"href": _clean_text(href), "rel": rel, "type": own} for rel, href in meta.links]
+    description = _first(meta.description, title)
+    if fmt == "rss":
+        fg.link(links[0])
+        fg.link(href=site, rel="alternate")  # the last link is RSS's channel <link>
+        fg.description(description)
+        fg.language(_clean_text(meta.language).lower())
+        fg.docs(RSS_DOCS)
+        fg.history.links = links[1:]  # hub, RFC 5005: see HistoryExtension
+    else:
+        fg.id(_first(meta.id, meta.self_url, site))
+        fg.link([{"href": site, "rel": "alternate", "type": "text/html"}, *links])
+        fg.subtitle(description)
+        fg.language(_clean_text(meta.language))  # feedgen writes it as xml:lang on <feed>
+        fg.author({"name": _first(meta.author, title), "uri": site})
+    fg.history.archive = meta.archive
+
+
+def _first(*texts: str) -> str:
+    """The first of *texts* that is not blank once cleaned ("" if none is)."""
+    for text in texts:
+        text = _clean_text(text)
+        if text.strip():
+            return text
+    return ""
+
+
+def _updated(items: list[Item], meta: FeedMeta) -> datetime:
+    stamps = [it.modified for it in items]
+    if meta.updated is not None:
+        stamps.append(meta.updated)
+    return max(stamps) if stamps else datetime(2026, 1, 1, tzinfo=UTC)
+
+
+# ------------------------------------------------------------ JSON Feed
+
+def _json_entry(it: Item, tz: tzinfo, language: str) -> dict:
+    key = ("json", tz, language)
+    cached = it.cache.get(key)
+    if cached is None:
+        cached = it.cache[key] = _json_item(it, tz, language)
+    return cached
 
 
 def _json_item(it: Item, tz: tzinfo, language: str) -> dict:
@@ -324,92 +483,6 @@ def _json_item(it: Item, tz: tzinfo, language: str) -> dict:
     return item
 
 
-def fragment(it: Item, fmt: str, tz: tzinfo, language: str = ""):
-    """The rendered entry of *it* in *fmt*, made once and kept on the item."""
-    key = (fmt, str(tz), language)
-    cached = it.cache.get(key)
-    if cached is None:
-        if fmt == "rss":
-            cached = _rss_item(it, tz)
-        elif fmt == "atom":
-            cached = _atom_entry(it, tz)
-        else:
-            cached = _json_item(it, tz, language)
-        it.cache[key] = cached
-    return cached
-
-
-# ------------------------------------------------------------- documents
-
-def render(items: list[Item], meta: FeedMeta, fmt: str) -> bytes:
-    """One feed document of *items* (newest first) in *fmt*."""
-    if fmt == "rss":
-        return _rss(items, meta)
-    if fmt == "atom":
-        return _atom(items, meta)
-    if fmt == "json":
-        return _json(items, meta)
-    raise RenderError(f"unknown feed format {fmt!r}")
-
-
-def _updated(items: list[Item], meta: FeedMeta) -> datetime:
-    stamps = [it.modified for it in items]
-    if meta.updated is not None:
-        stamps.append(meta.updated)
-    return max(stamps) if stamps else datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-
-def _links_atom(meta: FeedMeta, fmt: str) -> list[str]:
-    own = MEDIA_TYPES[fmt]
-    out = [f'<atom:link rel="self" type="{own}" href="{_qc(meta.self_url)}"/>']
-    if meta.hub:
-        out.append(f'<atom:link rel="hub" href="{_qc(meta.hub)}"/>')
-    out += [f'<atom:link rel="{rel}" type="{own}" href="{_qc(href)}"/>' for rel, href in meta.links]
-    return out
-
-
-def _rss(items: list[Item], meta: FeedMeta) -> bytes:
-    head = [
-        "<?xml version='1.0' encoding='UTF-8'?>\n",
-        f'<rss version="2.0" xmlns:atom="{NS_ATOM}" xmlns:dc="{NS_DC}" '
-        f'xmlns:content="{NS_CONTENT}" xmlns:media="{NS_MEDIA}" xmlns:fh="{NS_FH}">',
-        "<channel>",
-        f"<title>{_xc(meta.title)}</title>",
-        f"<link>{_xc(meta.site_url + '/')}</link>",
-        f"<description>{_xc(meta.description or meta.title)}</description>",
-        *_links_atom(meta, "rss"),
-        f"<language>{_xc(meta.language.lower())}</language>",
-        f"<copyright>{_xc(meta.rights)}</copyright>" if meta.rights else "",
-        f"<lastBuildDate>{rfc822(_updated(items, meta), meta.tz)}</lastBuildDate>",
-        f"<generator>{GENERATOR}</generator>",
-        "<docs>https://www.rssboard.org/rss-specification</docs>",
-        "<fh:archive/>" if meta.archive else "",
-    ]
-    body = "\n".join(fragment(it, "rss", meta.tz) for it in items)
-    return ("".join(head) + "\n" + body + "\n</channel>\n</rss>\n").encode("utf-8")
-
-
-def _atom(items: list[Item], meta: FeedMeta) -> bytes:
-    links = [f'<link rel="alternate" type="text/html" href="{_qc(meta.site_url + "/")}"/>']
-    links += [x.replace("<atom:link", "<link") for x in _links_atom(meta, "atom")]
-    head = [
-        "<?xml version='1.0' encoding='UTF-8'?>\n",
-        f'<feed xmlns="{NS_ATOM}" xmlns:media="{NS_MEDIA}" xmlns:fh="{NS_FH}" '
-        f'xml:lang="{_qc(meta.language)}">',
-        f"<id>{_xc(meta.id)}</id>",
-        f'<title type="text">{_xc(meta.title)}</title>',
-        f'<subtitle type="text">{_xc(meta.description or meta.title)}</subtitle>',
-        *links,
-        f"<updated>{rfc3339(_updated(items, meta), meta.tz)}</updated>",
-        f"<author><name>{_xc(meta.author or meta.title)}</name>"
-        f"<uri>{_xc(meta.site_url + '/')}</uri></author>",
-        f'<rights type="text">{_xc(meta.rights)}</rights>' if meta.rights else "",
-        f'<generator>{GENERATOR}</generator>',
-        "<fh:archive/>" if meta.archive else "",
-    ]
-    body = "\n".join(fragment(it, "atom", meta.tz) for it in items)
-    return ("".join(head) + "\n" + body + "\n</feed>\n").encode("utf-8")
-
 
 def _json(items: list[Item], meta: FeedMeta) -> bytes:
     doc = {
@@ -423,5 +496,5 @@ def _json(items: list[Item], meta: FeedMeta) -> bytes:
     }
     if meta.hub:
         doc["hubs"] = [{"type": "WebSub", "url": meta.hub}]
-    doc["items"] = [fragment(it, "json", meta.tz, meta.language) for it in items]
+    doc["items"] = [_json_entry(it, meta.tz, meta.language) for it in items]
     return (json.dumps(doc, ensure_ascii=False, indent=1) + "\n").encode("utf-8")

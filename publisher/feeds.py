@@ -11,7 +11,8 @@ dates, category), plans every document and fingerprints its inputs. Only
 documents whose fingerprint differs from the one recorded in ``feed_state``
 (or whose file is missing) are rendered: a build where nothing changed
 renders and writes nothing; a changed article re-renders only the documents
-it appears in. Rendering is :mod:`publisher.feedformats`; writing is
+it appears in. Rendering is :mod:`publisher.feedformats` (feedgen for RSS and
+Atom, each entry built once per script and shared); writing is
 :class:`publisher.feedwriter.FeedWriter` (atomic, skips identical bytes).
 """
 
@@ -42,7 +43,7 @@ logger = logging.getLogger(__name__)
 FORMATS = ff.FORMATS
 FILENAMES = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}
 SCRIPTS = ("zh-hans", "zh-hant")
-RENDER_VERSION = "3"  # bump when the output of feedformats changes
+RENDER_VERSION = "4"  # bump when the output of feedformats changes (4: feedgen)
 INDEX_KEY = ".index"  # feed_state row holding the key of the last complete build
 
 
@@ -54,10 +55,15 @@ def entry_id(site_url: str, article: Article) -> str:
 
 
 def build_feed(articles: list[Article], meta: FeedMeta, fmt: str) -> bytes:
-    """Render *articles* (already sorted, newest first) as one feed document, as they are."""
+    """Render *articles* as one feed document (RSS and Atom through feedgen), as they are.
+
+    Entries are sorted here, newest first (ties by id, as the store orders them),
+    and appended in that order.
+    """
+    ordered = sorted(articles, key=lambda a: (a.published, a.id), reverse=True)
     items = [ff.prepare(a, site_url=meta.site_url, script="zh-hans", canonical="zh-hans",
                         disclaimer=meta.disclaimer, fallback_author=meta.author or meta.title)
-             for a in articles]
+             for a in ordered]
     return ff.render(items, meta, fmt)
 
 
@@ -218,6 +224,11 @@ class _Items:
             self.items[key] = self._prepare(article_id, script, meta)
         return self.items[key]
 
+    def release(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Forget the prepared items (and their entries) of *keys*: no document needs them."""
+        for key in keys:
+            self.items.pop(key, None)
+
     def _prepare(self, article_id: str, script: str, meta: FeedMeta) -> Item | None:
         article = self.articles.get(article_id)
         if article is None:
@@ -285,11 +296,19 @@ def _summary_key(config: Config, store: Store, now: datetime) -> str:
 
 
 def _render_all(config: Config, store: Store, writer: FeedWriter, todo: list[Doc]) -> int:
-    """Render and write *todo*; return how many documents failed."""
+    """Render and write *todo*; return how many documents failed.
+
+    Documents are rendered by script and period (an archive page of the site
+    next to the category pages covering the same time), and each prepared item,
+    with its feedgen entries, is let go after the last document it is in: the
+    build holds a few pages' worth of entries, not the whole archive's.
+    """
     failed = 0
     items = _Items(config, store)
+    todo = sorted(todo, key=_render_order)
     items.load(r.id for doc in todo for r in doc.rows)
-    for doc in todo:
+    done_after = _last_uses(todo)
+    for n, doc in enumerate(todo):
         try:
             prepared = [it for it in (items.get(r.id, doc.script, doc.meta) for r in doc.rows)
                         if it is not None]
@@ -299,7 +318,25 @@ def _render_all(config: Config, store: Store, writer: FeedWriter, todo: list[Doc
             logger.error("feed %s not built: %s", doc.rel, e)
             if doc.rel not in writer.written:
                 writer.keep(doc.rel)
+        items.release(done_after.get(n, ()))
     return failed
+
+
+def _render_order(doc: Doc) -> tuple:
+    """Script, then the newest article in the document (empty documents first)."""
+    return (doc.script, bool(doc.rows), doc.rows[0].published if doc.rows else None)
+
+
+def _last_uses(todo: list[Doc]) -> dict[int, list[tuple[str, str]]]:
+    """For each document's index, the (article id, script) keys no later document uses."""
+    last: dict[tuple[str, str], int] = {}
+    for n, doc in enumerate(todo):
+        for r in doc.rows:
+            last[(r.id, doc.script)] = n
+    out: dict[int, list[tuple[str, str]]] = {}
+    for key, n in last.items():
+        out.setdefault(n, []).append(key)
+    return out
 
 
 def feed_url(config: Config, rel: str) -> str:
