@@ -23,7 +23,7 @@ import functools
 import json
 import mimetypes
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, tzinfo
 from email.utils import format_datetime
 from html import escape as html_escape
@@ -95,6 +95,19 @@ class Item:
     image_length: int = 0
     cache: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
+    def to_json(self) -> str:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cache"}
+        data["published"] = self.published.isoformat()
+        data["modified"] = self.modified.isoformat()
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Item:
+        data = json.loads(text)
+        data["published"] = datetime.fromisoformat(data["published"])
+        data["modified"] = datetime.fromisoformat(data["modified"])
+        data["categories"], data["tags"] = tuple(data["categories"]), tuple(data["tags"])
+        return cls(**data)
 
 
 # ------------------------------------------------------------------ items

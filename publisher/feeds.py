@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, delete, func, insert, select, tuple_
 
 from . import feedformats as ff
 from . import scripts, websub
@@ -35,6 +35,7 @@ from .feedformats import FeedMeta, Item
 from .feedwriter import FeedState, FeedWriter
 from .models import Article
 from .schema import articles as articles_table
+from .schema import feed_items
 from .slugs import category_slugs
 from .store import Store, utcnow
 
@@ -204,30 +205,78 @@ def _language(config: Config, script: str) -> str:
 # ---------------------------------------------------------------- building
 
 class _Items:
-    """Articles prepared once per build and script, shared by every document."""
+    """Articles prepared once per script and article version, shared by every document.
+
+    Prepared items are kept in ``feed_items`` (keyed by article version and a hash of
+    everything else that shapes them), so a later build, even a full rebuild,
+    converts and sanitizes only articles that changed.
+    """
 
     def __init__(self, config: Config, store: Store):
         self.config, self.store = config, store
         self.articles: dict[str, Article] = {}
         self.items: dict[tuple[str, str], Item | None] = {}
         self.bodies: dict[str, str] = {}
+        self.stored: dict[tuple[str, str], tuple[int, str, str]] = {}  # version, context, data
+        self.fresh: dict[tuple[str, str], tuple[int, str, str]] = {}
+        self.contexts: dict[tuple[str, str, str], str] = {}
 
     def load(self, ids: Iterable[str]) -> None:
         missing = [i for i in dict.fromkeys(ids) if i not in self.articles]
+        c = feed_items.c
         for start in range(0, len(missing), 500):
-            for a in self.store.articles_by_ids(missing[start:start + 500]):
+            chunk = missing[start:start + 500]
+            for a in self.store.articles_by_ids(chunk):
                 self.articles[a.id] = a
+            with self.store.engine.connect() as conn:
+                for row in conn.execute(select(c.article_id, c.script, c.version, c.context,
+                                               c.data).where(c.article_id.in_(chunk))):
+                    self.stored[(row.article_id, row.script)] = (row.version, row.context,
+                                                                 row.data)
 
     def get(self, article_id: str, script: str, meta: FeedMeta) -> Item | None:
         key = (article_id, script)
         if key not in self.items:
-            self.items[key] = self._prepare(article_id, script, meta)
+            self.items[key] = self._cached(article_id, script, meta) \
+                or self._prepare(article_id, script, meta)
         return self.items[key]
 
     def release(self, keys: Iterable[tuple[str, str]]) -> None:
         """Forget the prepared items (and their entries) of *keys*: no document needs them."""
         for key in keys:
             self.items.pop(key, None)
+
+    def save(self) -> None:
+        """Keep the items prepared in this build for the next ones."""
+        if not self.fresh:
+            return
+        keys = list(self.fresh)
+        c = feed_items.c
+        with self.store.engine.begin() as conn:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                conn.execute(delete(feed_items).where(
+                    tuple_(c.article_id, c.script).in_(chunk)))
+                conn.execute(insert(feed_items), [
+                    dict(article_id=k[0], script=k[1], version=self.fresh[k][0],
+                         context=self.fresh[k][1], data=self.fresh[k][2]) for k in chunk])
+        self.fresh.clear()
+
+    def _context(self, script: str, meta: FeedMeta) -> str:
+        key = (script, meta.disclaimer, meta.author)
+        if key not in self.contexts:
+            blob = repr((RENDER_VERSION, self.config.site.url, self.config.site.script) + key)
+            self.contexts[key] = hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        return self.contexts[key]
+
+    def _cached(self, article_id: str, script: str, meta: FeedMeta) -> Item | None:
+        article, stored = self.articles.get(article_id), self.stored.get((article_id, script))
+        if article is None or stored is None:
+            return None
+        version, context, data = stored
+        if version != article.version or context != self._context(script, meta):
+            return None
+        return Item.from_json(data)
 
     def _prepare(self, article_id: str, script: str, meta: FeedMeta) -> Item | None:
         article = self.articles.get(article_id)
@@ -237,12 +286,15 @@ class _Items:
             body = self.bodies.get(article_id)
             if body is None:
                 body = self.bodies[article_id] = ff.safe_body(article, self.config.site.url)
-            return ff.prepare(article, site_url=self.config.site.url, script=script,
+            item = ff.prepare(article, site_url=self.config.site.url, script=script,
                               canonical=self.config.site.script, disclaimer=meta.disclaimer,
                               fallback_author=meta.author, body=body)
         except (RenderError, ValueError, TypeError, LookupError) as e:
             logger.error("article %s left out of the %s feeds: %s", article_id, script, e)
             return None
+        self.fresh[(article_id, script)] = (article.version, self._context(script, meta),
+                                            item.to_json())
+        return item
 
 
 def build_all(config: Config, store: Store, now: datetime | None = None, *,
@@ -253,7 +305,7 @@ def build_all(config: Config, store: Store, now: datetime | None = None, *,
     changed feeds (see :mod:`publisher.websub`).
     """
     now = now or utcnow()
-    writer = FeedWriter(config.feeds.output_dir, FeedState(store))
+    writer = FeedWriter(config.feeds.output_dir, FeedState(store), background=True)
     key = _summary_key(config, store, now)
     if writer.state.get(INDEX_KEY) == key and writer.all_present():
         logger.info("feeds: nothing changed since the last build")
@@ -265,7 +317,11 @@ def build_all(config: Config, store: Store, now: datetime | None = None, *,
             writer.keep(doc.rel)
         else:
             todo.append(doc)
-    failed = _render_all(config, store, writer, todo) if todo else 0
+    try:
+        failed = _render_all(config, store, writer, todo) if todo else 0
+    finally:
+        failed_writes = writer.finish()
+    failed += len(failed_writes)
     writer.state.set(INDEX_KEY, None if failed else key)
     removed = writer.remove_stale()
     writer.sync()
@@ -319,6 +375,7 @@ def _render_all(config: Config, store: Store, writer: FeedWriter, todo: list[Doc
             if doc.rel not in writer.written:
                 writer.keep(doc.rel)
         items.release(done_after.get(n, ()))
+    items.save()
     return failed
 
 

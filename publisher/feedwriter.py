@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,6 +60,17 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _put(path: Path, data: bytes) -> bool:
+    """Write *data* to *path* unless it already holds exactly that; True if written."""
+    try:
+        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+        atomic_write(path, data, durable=False)
+        return True
+    except OSError as e:
+        raise RenderError(f"cannot write {path}: {e.strerror}") from e
 
 
 class FeedState:
@@ -109,11 +121,19 @@ class FeedState:
 
 
 class FeedWriter:
-    def __init__(self, root: Path, state: FeedState | None = None):
+    """Writes feed files under *root*; with *background*, the disk work overlaps rendering.
+
+    In background mode :meth:`write` returns at once and :meth:`finish` waits for
+    the writes, records them in submission order and returns the errors.
+    """
+
+    def __init__(self, root: Path, state: FeedState | None = None, *, background: bool = False):
         self.root = Path(root)
         self.state = state or FeedState(None)
         self.written: set[str] = set()
         self.changed: list[str] = []
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="feedwriter") if background else None
+        self._pending: list[tuple[str, str | None, Future]] = []
 
     def up_to_date(self, rel: str, fingerprint: str) -> bool:
         """True when *rel* exists and was last built from the same *fingerprint*."""
@@ -133,22 +153,35 @@ class FeedWriter:
             raise RenderError(f"{rel} written twice in one build")
         self.written.add(rel)
 
-    def write(self, rel: str, data: bytes, fingerprint: str | None = None) -> bool:
-        """Write one file; return True if its content changed."""
+    def write(self, rel: str, data: bytes, fingerprint: str | None = None) -> bool | None:
+        """Write one file; return True if its content changed (None in background mode)."""
         self.keep(rel)
         path = safe_join(self.root, rel)
-        try:
-            if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-                changed = False
-            else:
-                atomic_write(path, data, durable=False)
-                changed = True
-        except OSError as e:
-            raise RenderError(f"cannot write {path}: {e.strerror}") from e
+        if self._pool is None:
+            return self._record(rel, fingerprint, _put(path, data))
+        self._pending.append((rel, fingerprint, self._pool.submit(_put, path, data)))
+        return None
+
+    def finish(self) -> list[str]:
+        """Wait for background writes and record them; return what failed."""
+        errors = []
+        for rel, fingerprint, future in self._pending:
+            try:
+                self._record(rel, fingerprint, future.result())
+            except RenderError as e:
+                logger.error("%s", e)
+                errors.append(str(e))
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        return errors
+
+    def _record(self, rel: str, fingerprint: str | None, changed: bool) -> bool:
         if fingerprint is not None:
             self.state.set(rel, fingerprint)
         if changed:
-            logger.debug("wrote %s", path)
+            logger.debug("wrote %s", rel)
             self.changed.append(rel)
         return changed
 

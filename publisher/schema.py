@@ -205,6 +205,15 @@ feed_state = Table(
     Column("written_at", UTCDateTime(), nullable=False),
 )
 
+feed_items = Table(
+    "feed_items", metadata,  # an article prepared for feeds, per script (a cache)
+    Column("article_id", String(255), ForeignKey("articles.id"), primary_key=True),
+    Column("script", String(16), primary_key=True),
+    Column("version", Integer, nullable=False),  # the article version it was made from
+    Column("context", String(64), nullable=False),  # hash of everything else that shapes it
+    Column("data", Text, nullable=False),  # the Item as JSON
+)
+
 rate_limits = Table(
     "rate_limits", metadata,
     Column("key", String(255), primary_key=True),

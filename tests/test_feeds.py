@@ -12,6 +12,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import lxml.html
+import feedparser
 import pytest
 
 from publisher import feedformats, feeds, pipeline
@@ -433,3 +434,39 @@ def test_incremental_state_on_every_database(any_store, tmp_path):
     any_store.save_article(article(2, title="改", category="经济"), NOW)
     changed = feeds.build_all(config, any_store, NOW)
     assert "category/jingji/rss.xml" in changed and "category/bendi/rss.xml" not in changed
+
+
+def test_a_file_that_cannot_be_written_fails_alone_and_is_retried(small):
+    """Writes happen in the background: a failure is reported, the rest is written, and the
+    next build writes what failed."""
+    config, store = small
+    add(store, *(article(n) for n in range(1, 4)))
+    out = config.feeds.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "zh-hant").write_text("a file where a folder must go", encoding="utf-8")
+    changed = feeds.build_all(config, store, NOW)
+    assert "rss.xml" in changed and "atom.xml" in changed
+    assert not any(rel.startswith("zh-hant/") for rel in changed)
+    (out / "zh-hant").unlink()
+    again = feeds.build_all(config, store, NOW)
+    assert "zh-hant/rss.xml" in again and "rss.xml" not in again
+    assert feedparser.parse((out / "zh-hant" / "rss.xml").read_bytes()).entries
+
+
+def test_prepared_items_are_kept_and_follow_edits(small, monkeypatch):
+    """A full rebuild reuses each article's prepared item; an edit prepares it again."""
+    config, store = small
+    add(store, *(article(n) for n in range(1, 4)))
+    feeds.build_all(config, store, NOW)
+    calls = []
+    real = feedformats.prepare
+    monkeypatch.setattr(feedformats, "prepare", lambda a, **kw: calls.append(a.id) or real(a, **kw))
+    for path in sorted(config.feeds.output_dir.rglob("*.xml")):
+        path.unlink()
+    assert "rss.xml" in feeds.build_all(config, store, NOW)
+    assert calls == []  # every item came from feed_items
+    store.save_article(article(2, title="改过的标题"), NOW)
+    feeds.build_all(config, store, NOW)
+    assert sorted(set(calls)) == [article(2).id]
+    rss = feedparser.parse((config.feeds.output_dir / "rss.xml").read_bytes())
+    assert "改过的标题" in [e.title for e in rss.entries]

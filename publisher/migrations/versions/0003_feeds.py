@@ -1,10 +1,10 @@
-"""feeds schema changes (reserved; empty until that stage needs one)
+"""feeds: the feed_items cache (articles prepared for feeds, per script)
 
 Revision ID: 0003
 Revises: 0002
 """
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0003"
 down_revision = "0002"
@@ -13,8 +13,17 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "feed_items",
+        sa.Column("article_id", sa.String(length=255), nullable=False),
+        sa.Column("script", sa.String(length=16), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("context", sa.String(length=64), nullable=False),
+        sa.Column("data", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(["article_id"], ["articles.id"]),
+        sa.PrimaryKeyConstraint("article_id", "script"),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("feed_items")
