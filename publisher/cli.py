@@ -18,8 +18,10 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from . import feeds as feeds_mod
-from . import pipeline, subscribers as subs
-from .collect import collect as collect_articles, source_statuses
+from . import pipeline
+from . import subscribers as subs
+from .collect import collect as collect_articles
+from .collect import source_statuses
 from .config import CONFIG_ENV, Config, load_config
 from .delivery import send_pending
 from .errors import PublisherError, UsageError
@@ -158,7 +160,6 @@ def digest_cmd(ctx: Context, name: str | None, preview: bool, send: bool) -> Non
 
 
 def preview_digest(ctx: Context, d) -> Path:
-    from .delivery import archive_url
     from .editions import WINDOWS, edition_key
     from .feedwriter import atomic_write
     from .render import Variant, render_digest
@@ -226,7 +227,8 @@ def status_cmd(ctx: Context) -> None:
         t.add_row(s["name"], _when(s["last_success"]), (s["last_error"] or "")[:80],
                   str(s["consecutive_failures"]), str(s["article_count"]))
     out.print(t)
-    out.print("subscribers: " + (", ".join(f"{k} {v}" for k, v in sorted(subs.count(ctx.store).items())) or "none"))
+    counts = sorted(subs.count(ctx.store).items())
+    out.print("subscribers: " + (", ".join(f"{k} {v}" for k, v in counts) or "none"))
     t = Table(title="editions")
     for col in ("edition", "status", "total", "sent", "pending", "failed"):
         t.add_column(col)

@@ -403,7 +403,7 @@ def _tables(top: _Reader, key: str) -> list[dict[str, Any]]:
     value = top.get(key, list, [])
     for i, t in enumerate(value):
         if not isinstance(t, dict):
-            raise top.fail(f"{key}[{i}]", "must be a table ([[%s]])" % key)
+            raise top.fail(f"{key}[{i}]", f"must be a table ([[{key}]])")
     return value
 
 
@@ -508,7 +508,8 @@ def _digest(r: _Reader) -> DigestConfig:
     try:
         d.subject.format(site="", date="", name="", count=0)
     except (KeyError, IndexError, ValueError) as e:
-        raise r.fail("subject", f"unknown placeholder {e} (use {{site}}, {{date}}, {{name}}, {{count}})") from None
+        raise r.fail("subject", f"unknown placeholder {e} "
+                     "(use {site}, {date}, {name}, {count})") from None
     r.check_unknown()
     return d
 

@@ -17,8 +17,8 @@ from email.utils import format_datetime, make_msgid, parseaddr
 
 from . import dkim, render, scripts, tokens
 from .config import Config
-from .message import header_safe
 from .errors import DeliveryError
+from .message import header_safe
 from .models import Subscriber
 from .store import utcnow
 from .transport import Transport, make_transport

@@ -13,7 +13,7 @@ import logging
 import os
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -105,7 +105,7 @@ class FeedState:
     def save(self, now: datetime | None = None) -> None:
         if self.store is None or not self.pending:
             return
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         keys = list(self.pending)
         try:
             with self.store.engine.begin() as conn:

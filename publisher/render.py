@@ -16,8 +16,14 @@ from functools import lru_cache
 from itertools import groupby
 from pathlib import Path
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from jinja2 import TemplateError
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    select_autoescape,
+)
 from premailer import Premailer
 
 from . import scripts

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
 
-
 from . import cleaning
 from .config import Config, PartnerConfig
 from .models import REPRINT, Article

@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
@@ -31,7 +31,7 @@ MIGRATION_LOCK = 0x7075626C_00000001  # PostgreSQL advisory lock key held while 
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def create_db_engine(url: str, **kwargs) -> Engine:
@@ -225,4 +225,4 @@ def normalize_title(title: str) -> str:
 
 
 def dedupe_key(a: Article) -> str:
-    return f"{normalize_title(a.title)[:200]}|{a.published.astimezone(timezone.utc).date()}"
+    return f"{normalize_title(a.title)[:200]}|{a.published.astimezone(UTC).date()}"

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urljoin
 
 import feedparser
@@ -43,7 +43,8 @@ def make_session() -> requests.Session:
     s = requests.Session()
     s.max_redirects = MAX_REDIRECTS
     s.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate",
-                      "Accept": "application/atom+xml, application/rss+xml, application/xml;q=0.9, */*;q=0.5"})
+                      "Accept": "application/atom+xml, application/rss+xml, "
+                                "application/xml;q=0.9, */*;q=0.5"})
     return s
 
 
@@ -153,7 +154,7 @@ def entry_to_article(entry, source: SourceConfig, config: Config, base: str) -> 
     html = html or entry.get("summary") or ""
     body_html = cleaning.sanitize_html(cleaning.strip_pinyin(cleaning.strip_ruby(html)), link)
     published = _entry_date(entry, "published") or _entry_date(entry, "updated") \
-        or datetime.now(timezone.utc)
+        or datetime.now(UTC)
     guid = entry.get("id") or link
     article_id = f"{source.name}/{hashlib.sha256(guid.encode('utf-8')).hexdigest()[:16]}"
     source_name = (entry.get("source") or {}).get("title", "") or (
@@ -175,4 +176,4 @@ def _entry_date(entry, key: str) -> datetime | None:
     parsed = entry.get(f"{key}_parsed")
     if not parsed:
         return None
-    return datetime(*parsed[:6], tzinfo=timezone.utc)
+    return datetime(*parsed[:6], tzinfo=UTC)

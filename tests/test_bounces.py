@@ -120,7 +120,8 @@ def test_mailto_unsubscribe_from_a_real_digest(config, store, tmp_path):
     from email.policy import default
     from urllib.parse import parse_qs, urlsplit
 
-    from publisher import pipeline, subscribers as subs
+    from publisher import pipeline
+    from publisher import subscribers as subs
     from tests.test_pipeline import NOW
 
     subs.upsert(store, "leaver@example.com")

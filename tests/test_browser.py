@@ -17,7 +17,8 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from publisher import render, subscribers as subs, tokens
+from publisher import render, tokens
+from publisher import subscribers as subs
 from publisher.config import load_config
 from publisher.store import Store
 from publisher.web import create_app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from publisher.store import Store
 from tests.conftest import write_site
 
 SEED = Path("/work/shared/seeds/scraped-article.txt")
-NOW = datetime(2026, 11, 26, 14, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_toml_and_yaml_front_matter(tmp_path, site_dir):
     report, store = run(tmp_path)
     assert report.counts["new"] == 2 and not report.errors
     a, b = store.get_article("a"), store.get_article("sub/b")
-    assert a.published == datetime(2026, 11, 25, 1, 0, tzinfo=timezone.utc)  # site zone
+    assert a.published == datetime(2026, 11, 25, 1, 0, tzinfo=UTC)  # site zone
     assert a.tags == ("x", "y") and a.author == "记者" and a.origin == "original"
     assert b.origin == "reprint" and b.source_name == "新华社"
     assert a.url == "https://news.example.com/articles/a"
@@ -69,7 +69,7 @@ def test_draft_and_future_not_published_until_due(tmp_path, site_dir):
     report, store = run(tmp_path)
     assert store.get_article("draft") is None
     assert store.published_articles(NOW) == []
-    later = datetime(2026, 12, 26, tzinfo=timezone.utc)
+    later = datetime(2026, 12, 26, tzinfo=UTC)
     assert [a.id for a in store.published_articles(later)] == ["future"]
 
 
@@ -95,7 +95,7 @@ def test_seed_page_as_scraped(tmp_path, site_dir):
     if not SEED.exists():
         pytest.skip("the shared seed page is not present on this machine")
     (site_dir / "seed.txt").write_bytes(SEED.read_bytes())
-    mtime = datetime(2026, 6, 18, 9, 0, tzinfo=timezone.utc).timestamp()
+    mtime = datetime(2026, 6, 18, 9, 0, tzinfo=UTC).timestamp()
     os.utime(site_dir / "seed.txt", (mtime, mtime))
     report, store = run(tmp_path)
     assert not report.errors
@@ -103,7 +103,7 @@ def test_seed_page_as_scraped(tmp_path, site_dir):
     assert a.title == "让鲜红党旗高高飘扬在城市上空"
     assert a.author == "杜才云"
     assert "(yáng)" not in a.body_html and "版權" not in a.body_html and "版权" not in a.body_html
-    assert a.published == datetime(2026, 6, 18, 9, 0, tzinfo=timezone.utc)  # file mtime
+    assert a.published == datetime(2026, 6, 18, 9, 0, tzinfo=UTC)  # file mtime
 
 
 def test_gbk_scraped_page(tmp_path, site_dir):
@@ -112,7 +112,7 @@ def test_gbk_scraped_page(tmp_path, site_dir):
     _, store = run(tmp_path)
     a = store.get_article("g")
     assert a.title == "测试标题" and a.author == "张三" and a.source_name == "新华社"
-    assert a.published == datetime(2026, 11, 25, 1, 30, tzinfo=timezone.utc)
+    assert a.published == datetime(2026, 11, 25, 1, 30, tzinfo=UTC)
 
 
 def test_forbidden_characters_never_reach_the_store(tmp_path, site_dir):

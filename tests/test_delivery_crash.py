@@ -58,7 +58,6 @@ def test_sigkill_mid_send_loses_nobody(tmp_path):
         counts = server.handler.counts()
     assert sorted(counts) == sorted(emails)  # nobody lost
     duplicates = sum(n - 1 for n in counts.values())
-    print(f"duplicates after {len(KILLS)} kills: {duplicates}")
     assert duplicates <= CONNECTIONS * len(KILLS)
     with store.engine.connect() as conn:
         statuses = dict(conn.execute(select(outbox.c.status, func.count())

@@ -9,7 +9,8 @@ import re
 import pytest
 from lxml import html as lxml_html
 
-from publisher import confirm, render, subscribers as subs
+from publisher import confirm, render
+from publisher import subscribers as subs
 from tests.support.subscriberweb import NOW, sample_articles
 
 ARCHIVE = "https://news.example.com/archive/daily-2026-11-26"

@@ -12,7 +12,8 @@ from pathlib import Path
 import dkim as dkimpy
 import pytest
 
-from publisher import confirm, dkim, subscribers as subs
+from publisher import confirm, dkim
+from publisher import subscribers as subs
 from publisher.errors import ConfigError
 
 KEYS = Path(__file__).resolve().parent / "data" / "dkim"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gzip
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -15,7 +15,7 @@ from publisher import feeds
 from publisher.web import create_app
 from tests.support.feeds import article, parse_feed, reprint
 
-NOW = datetime(2027, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2027, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture

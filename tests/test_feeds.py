@@ -11,8 +11,8 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
-import lxml.html
 import feedparser
+import lxml.html
 import pytest
 
 from publisher import feedformats, feeds, pipeline
@@ -23,7 +23,14 @@ from publisher.slugs import category_slugs, slugify
 from publisher.store import Store
 from tests.conftest import write_site
 from tests.support.feeds import (
-    NS, T0, article, entry_ids, feed_files, parse_feed, parse_xml, reprint,
+    NS,
+    T0,
+    article,
+    entry_ids,
+    feed_files,
+    parse_feed,
+    parse_xml,
+    reprint,
 )
 
 SITE = "https://news.example.com"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import message_from_bytes
 from email.policy import default
 
@@ -15,7 +15,7 @@ from publisher.errors import DeliveryError
 from publisher.message import MessageFactory, Recipient, display_text
 from publisher.render import PREFS_URL, RECIPIENT, UNSUB_URL, RenderedDigest
 
-DATE = datetime(2026, 3, 2, 0, 0, tzinfo=timezone.utc)
+DATE = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
 TEXT = (f"江城新闻网 每日精选\n\n1. 地铁新线开通 https://news.example.com/a/1\n\n"
         f"设置: {PREFS_URL}\n退订: {UNSUB_URL}\n此邮件发送至 {RECIPIENT}。\n")

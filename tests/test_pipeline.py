@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 
 import feedparser
 import pytest
-from lxml import etree, html as lxml_html
+from lxml import etree
+from lxml import html as lxml_html
 
 from publisher import pipeline, subscribers
 from publisher.store import Store
@@ -92,7 +93,7 @@ def test_traditional_feeds_are_converted(ran):
     hant = feedparser.parse((config.feeds.output_dir / "zh-hant" / "rss.xml").read_bytes())
     assert len(hans.entries) == len(hant.entries)
     assert [e.id for e in hans.entries] == [e.id for e in hant.entries]
-    assert any(a.title != b.title for a, b in zip(hans.entries, hant.entries))
+    assert any(a.title != b.title for a, b in zip(hans.entries, hant.entries, strict=True))
 
 
 def test_digests_written_as_eml(ran):

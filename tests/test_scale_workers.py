@@ -14,8 +14,18 @@ from publisher import tasks
 from publisher.config import load_config
 from publisher.store import Store
 from tests.support.scale import (
-    SlowHandler, claimers, edition_status, port_open, release_redis_db, reserve_redis_db,
-    rows_by, scale_site, seed_edition, start_worker, wait_for, worker_ready,
+    SlowHandler,
+    claimers,
+    edition_status,
+    port_open,
+    release_redis_db,
+    reserve_redis_db,
+    rows_by,
+    scale_site,
+    seed_edition,
+    start_worker,
+    wait_for,
+    worker_ready,
 )
 from tests.support.smtpserver import SMTPServer
 

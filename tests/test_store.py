@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import inspect, select
@@ -12,7 +12,7 @@ from publisher.models import Article
 from publisher.schema import article_versions
 from publisher.store import DUPLICATE, NEW, UNCHANGED, UPDATED, Store, migrate
 
-T0 = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
 
 def art(i: int, **kw) -> Article:
@@ -50,7 +50,7 @@ def test_datetimes_round_trip_aware(any_store: Store):
     shanghai = timezone(timedelta(hours=8))
     any_store.save_article(art(1, published=datetime(2026, 11, 26, 9, 30, tzinfo=shanghai)))
     got = any_store.get_article("a1").published
-    assert got == datetime(2026, 11, 26, 1, 30, tzinfo=timezone.utc)
+    assert got == datetime(2026, 11, 26, 1, 30, tzinfo=UTC)
     assert got.utcoffset() == timedelta(0)
 
 

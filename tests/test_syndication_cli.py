@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
@@ -107,7 +107,7 @@ def test_sample_site_originals_only(tmp_path, http_server, monkeypatch):
     config = load_config(path)
     store = Store.open(config.storage.database_url)
     try:
-        now = datetime(2026, 12, 1, tzinfo=timezone.utc)
+        now = datetime(2026, 12, 1, tzinfo=UTC)
         collect.collect(config, store, now)
         published = store.published_articles(now)
         if not published:

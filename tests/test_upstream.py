@@ -4,7 +4,7 @@ GET, retries, timeouts, size caps, malformed XML, and one bad source never stopp
 from __future__ import annotations
 
 import gzip
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from tests.conftest import write_site
 from tests.support.httpserver import Response
 
 DATA = Path(__file__).parent / "data" / "upstream"
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)

@@ -9,11 +9,20 @@ from hypothesis import strategies as st
 from lxml import html as lxml_html
 from sqlalchemy import select
 
-from publisher import render, subscribers as subs, tokens
-from publisher.schema import subscribers as subscribers_table, suppressions
+from publisher import render, tokens
+from publisher import subscribers as subs
+from publisher.schema import subscribers as subscribers_table
+from publisher.schema import suppressions
 from tests.support.subscriberweb import (
-    client_for, csrf_from, get_csrf, link_in, local_path, outbox_messages, sample_articles,
-    seed_edition, subscribe,
+    client_for,
+    csrf_from,
+    get_csrf,
+    link_in,
+    local_path,
+    outbox_messages,
+    sample_articles,
+    seed_edition,
+    subscribe,
 )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 import pytest
@@ -18,7 +18,7 @@ from tests.conftest import write_site
 from tests.support.feeds import NS, article, feed_files, parse_xml
 from tests.support.httpserver import Response
 
-NOW = datetime(2027, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2027, 1, 1, tzinfo=UTC)
 SITE = "https://news.example.com/feeds/"
 
 

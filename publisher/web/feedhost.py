@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
@@ -73,7 +73,7 @@ def feed_file(rel: str):
     data, etag, zipped, zetag = _variants(path)
     use_gzip = _accepts_gzip() and len(data) > 256
     body, tag = (zipped, zetag) if use_gzip else (data, etag)
-    modified = datetime.fromtimestamp(int(path.stat().st_mtime), timezone.utc)
+    modified = datetime.fromtimestamp(int(path.stat().st_mtime), UTC)
     headers = {
         "Content-Type": content_type(path),
         "ETag": tag,
@@ -122,6 +122,6 @@ def _not_modified(etags: set[str], modified: datetime) -> bool:
         except (TypeError, ValueError):
             return False
         if since.tzinfo is None:
-            since = since.replace(tzinfo=timezone.utc)
+            since = since.replace(tzinfo=UTC)
         return modified <= since
     return False

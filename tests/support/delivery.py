@@ -3,7 +3,7 @@ articles, subscribers and a composed edition."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import insert
@@ -16,7 +16,7 @@ from publisher.store import Store
 from publisher.tokens import new_token_key
 from tests.conftest import write_site
 
-NOW = datetime(2026, 3, 2, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 
 
 def smtp_site(tmp_path: Path, port: int, *, connections: int = 2, extra_smtp: str = "",

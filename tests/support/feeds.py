@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import feedparser
@@ -18,7 +18,7 @@ NS = {
     "media": "http://search.yahoo.com/mrss/",
     "fh": "http://purl.org/syndication/history/1.0",
 }
-T0 = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 
 
 def article(n: int, **kw) -> Article:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from lxml import html as lxml_html
@@ -15,7 +15,7 @@ from publisher import editions
 from publisher.models import Article
 from publisher.web import create_app
 
-NOW = datetime(2026, 11, 26, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
 
 
 def sample_articles(image_base: str = "https://news.example.com") -> list[Article]:
@@ -26,7 +26,8 @@ def sample_articles(image_base: str = "https://news.example.com") -> list[Articl
                 published=NOW - timedelta(hours=2), summary="全长 30 公里，设站 24 座，沿线居民出行更方便。",
                 author="杜才云", category="本地", image=f"{image_base}/img/metro.png", **base),
         Article(id="local-park", title="滨江公园改造完工", url="https://news.example.com/local/park",
-                published=NOW - timedelta(hours=4), summary="新增步道与儿童游乐区。", category="本地", **base),
+                published=NOW - timedelta(hours=4), summary="新增步道与儿童游乐区。", category="本地",
+                **base),
         Article(id="econ-gdp", title="一季度经济数据发布", url="https://news.example.com/econ/gdp",
                 published=NOW - timedelta(hours=3), summary="地区生产总值同比增长 5.2%。", category="经济",
                 origin="reprint", source_name="新华社", source_url="https://xinhua.example/gdp", **base),

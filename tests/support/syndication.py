@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from publisher.config import load_config
 from publisher.models import ORIGINAL, REPRINT, Article
 from tests.conftest import write_site
 
-T0 = datetime(2026, 11, 20, 2, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 SECRETS = {"PARTNER_A_SECRET": "s3cret-a-0123456789", "PARTNER_B_SECRET": "s3cret-b-9876543210",
            "PARTNER_F_SECRET": "feed-token-abcdef", "PARTNER_E_SECRET": "unused-email"}
 

@@ -1,14 +1,11 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-26 13:24:36.861505
 """
 import sqlalchemy as sa
 from alembic import op
-
-
-
 
 revision = '0001'
 down_revision = None
