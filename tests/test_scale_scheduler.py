@@ -69,7 +69,8 @@ def test_advisory_lock_election(pg_url):
         dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE"
-                         " locktype = 'advisory' AND objid = %s",
+                         " locktype = 'advisory' AND objid = %s AND database ="
+                         " (SELECT oid FROM pg_database WHERE datname = current_database())",
                          (leader.LEADER_LOCK % (1 << 32),))
         assert not b.holds()
         assert a.try_acquire()
