@@ -1,13 +1,13 @@
 """feeds: the feed_items cache (articles prepared for feeds, per script)
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0001
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0002"
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 
