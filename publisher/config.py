@@ -14,6 +14,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -183,6 +184,7 @@ class Config:
     var_dir: Path = Path("var")
     templates_dir: Path | None = None
     demo_subscribers: Path | None = None  # CSV loaded when the database has no subscribers
+    demo_as_of: datetime | None = None  # the first cycle of the daemon runs as of this time
 
     def digest(self, name: str) -> DigestConfig:
         for d in self.digests:
@@ -388,6 +390,14 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     var_dir = _path(root, top.get("var_dir", str, "var"))
     demo_r = top.sub("demo")
     demo_csv = demo_r.get("subscribers", str, "")
+    as_of = demo_r.get("as_of", (str, datetime), "") or None
+    if isinstance(as_of, str):
+        try:
+            as_of = datetime.fromisoformat(as_of)
+        except ValueError:
+            raise demo_r.fail("as_of", f"not an ISO 8601 date and time: {as_of!r}") from None
+    if as_of is not None and as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=site.timezone)
     demo_r.check_unknown()
     templates = root / "templates"
     top.check_unknown(("site", "storage", "sources", "feeds", "email", "queue", "digests",
@@ -396,7 +406,8 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
                   email=email, digests=digests, rights=rights, partners=partners, queue=queue,
                   web=web, scheduler=scheduler, categories=categories, var_dir=var_dir,
                   templates_dir=templates if templates.is_dir() else None,
-                  demo_subscribers=_path(root, demo_csv) if demo_csv else None)
+                  demo_subscribers=_path(root, demo_csv) if demo_csv else None,
+                  demo_as_of=as_of)
 
 
 def _tables(top: _Reader, key: str) -> list[dict[str, Any]]:

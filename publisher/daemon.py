@@ -52,10 +52,13 @@ def build_scheduler(config: Config, scheduler_cls=BackgroundScheduler) -> BaseSc
 
 
 def run_once(config: Config) -> pipeline.CycleReport:
-    """Every job once, due or not, digests included."""
+    """Every job once, due or not, digests included (as of ``[demo].as_of`` when set)."""
     store = pipeline.open_store(config)
     try:
-        return pipeline.cycle(config, store, digests=True)
+        if config.demo_as_of is not None:
+            logger.warning("demo: this first cycle runs as of %s ([demo].as_of)",
+                           config.demo_as_of.isoformat())
+        return pipeline.cycle(config, store, config.demo_as_of, digests=True)
     finally:
         store.close()
 

@@ -162,3 +162,22 @@ def test_scheduler_jobs_persisted(config):
     persisted.start(None, "default")
     assert {j.id for j in persisted.get_all_jobs()} >= ids
     persisted.shutdown()
+
+
+def test_demo_first_cycle_runs_as_of_the_sample_date(tmp_path):
+    """The shipped demo writes digests whatever day it is run: [demo].as_of."""
+    from email import message_from_bytes
+    from email.policy import default
+
+    from publisher import daemon
+    from publisher.config import load_config
+    from tests.conftest import write_site
+
+    site = write_site(tmp_path, f'\n[demo]\nsubscribers = "{ROOT / "demo" / "subscribers.csv"}"\n'
+                                'as_of = "2026-11-26T22:00:00+08:00"\n')
+    report = daemon.run_once(load_config(site))
+    assert {e.key for e in report.editions} == {"daily-2026-11-26", "weekly-2026-11-26"}
+    messages = [message_from_bytes(p.read_bytes(), policy=default)
+                for p in (site.parent / "var" / "outbox").glob("*.eml")]
+    assert len(messages) == 5  # every demo subscriber gets a digest
+    assert all("2026-11-26" in str(m["Subject"]) for m in messages)

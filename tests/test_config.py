@@ -93,3 +93,19 @@ def test_production_example_loads():
     assert config.storage.database_url.startswith("postgresql+psycopg://")
     assert config.queue is not None and config.email.transport == "smtp"
     assert config.web.secure_cookies and config.web.proxies == 1
+
+
+def test_demo_as_of(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    base = '[site]\nname="s"\nurl="https://a.example"\n[email]\nfrom="a@a.example"\n[demo]\n'
+    p = tmp_path / "c.toml"
+    p.write_text(base + 'as_of = "2026-11-26T22:00:00"\n', encoding="utf-8")
+    as_of = load_config(p).demo_as_of
+    assert as_of == datetime(2026, 11, 26, 22, 0, tzinfo=timezone(timedelta(hours=8)))
+    p.write_text(base + "as_of = 2026-11-26T14:00:00Z\n", encoding="utf-8")  # a TOML datetime
+    assert load_config(p).demo_as_of == datetime(2026, 11, 26, 14, 0, tzinfo=timezone.utc)
+    p.write_text(base + 'as_of = "last tuesday"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="demo.as_of: not an ISO 8601"):
+        load_config(p)
+    assert load_config(ROOT / "config.toml").demo_as_of is not None
