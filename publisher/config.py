@@ -85,6 +85,7 @@ class SMTPConfig:
     rate_per_second: float = 0.0
     per_domain_rate: float = 0.0
     timeout: float = 30.0
+    ca_file: Path | None = None  # extra CA bundle to trust (a private relay); system CAs otherwise
 
     @property
     def password(self) -> str:
@@ -475,6 +476,7 @@ def _email(r: _Reader, root: Path) -> EmailConfig:
         rate_per_second=smtp_r.positive("rate_per_second", 0.0, zero_ok=True),
         per_domain_rate=smtp_r.positive("per_domain_rate", 0.0, zero_ok=True),
         timeout=smtp_r.positive("timeout", 30.0),
+        ca_file=_path(root, ca) if (ca := smtp_r.get("ca_file", str, "")) else None,
     )
     if "password" in smtp_r.table:
         raise smtp_r.fail("password", "secrets never live in config.toml: "

@@ -58,6 +58,11 @@ def _enhanced(reply: bytes | str) -> tuple[str | None, str]:
     return None, text
 
 
+def _tls_context(cfg: SMTPConfig) -> ssl.SSLContext:
+    """Certificate and host name verified, against the system CAs or ``ca_file``."""
+    return ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+
+
 class SMTPTransport:
     """One persistent SMTP connection (STARTTLS/SSL, AUTH), reconnecting when dropped."""
 
@@ -76,12 +81,12 @@ class SMTPTransport:
             if cfg.security == "ssl":
                 conn = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout,
                                         local_hostname=self.local_hostname,
-                                        context=ssl.create_default_context())
+                                        context=_tls_context(cfg))
             else:
                 conn = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout,
                                     local_hostname=self.local_hostname)
                 if cfg.security == "starttls":
-                    conn.starttls(context=ssl.create_default_context())
+                    conn.starttls(context=_tls_context(cfg))
             conn.ehlo_or_helo_if_needed()
             if cfg.username:
                 conn.login(cfg.username, cfg.password)
