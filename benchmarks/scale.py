@@ -166,19 +166,43 @@ def stop_workers(procs: list) -> None:
             p.wait()
 
 
-def measure(config, store, edition_id, workers: int, args, logdir: Path) -> float:
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat (Linux)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process *pid* (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(config, store, edition_id, workers: int, args, logdir: Path,
+            sink_pid: int) -> tuple[float, float, float]:
+    """(messages/s, share of the machine's CPU busy, share of one core the sink used)."""
     reset(store, edition_id)
     procs = start_workers(config.path, workers, args.connections, logdir)
     try:
         wait_ready(config, workers)
-        started = time.monotonic()
+        started, cpu0, sink0 = time.monotonic(), cpu_times(), process_cpu(sink_pid)
         tasks.dispatch_send(config, store, edition_id=edition_id)
         deadline = started + args.timeout
         while (done := sent(store)) < args.recipients:
             if time.monotonic() > deadline:
                 raise SystemExit(f"{workers} workers: only {done} sent after {args.timeout}s")
             time.sleep(0.05)
-        return args.recipients / (time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        cpu1, sink = cpu_times(), (process_cpu(sink_pid) - sink0) / elapsed
+        busy = (cpu1[0] - cpu0[0]) / max(1, cpu1[1] - cpu0[1])
+        return args.recipients / elapsed, busy, sink
     finally:
         stop_workers(procs)
 
@@ -209,7 +233,8 @@ def main() -> None:
         store = Store.open(url)
         try:
             edition_id = seed(config, store, args.recipients)
-            results = {w: measure(config, store, edition_id, w, args, Path(tmp)) for w in counts}
+            results = {w: measure(config, store, edition_id, w, args, Path(tmp), sink.pid)
+                       for w in counts}
         finally:
             store.close()
             _delete_queues(config)
@@ -228,18 +253,24 @@ def _delete_queues(config) -> None:
             channel.queue_delete(name)
 
 
-def report(results: dict[int, float], args) -> None:
+def report(results: dict[int, tuple[float, float, float]], args) -> None:
     base_workers = min(results)
-    per_conn = results[base_workers] / (base_workers * args.connections)
+    per_conn = results[base_workers][0] / (base_workers * args.connections)
     ceiling = 1 / args.delay
     print(f"{args.recipients} messages, sink latency {args.delay * 1000:.0f} ms "
           f"(ceiling {ceiling:.0f} msg/s per connection), batch {args.batch}")
-    print(f"{'workers':>7} {'conns':>5} {'msg/s':>8} {'per conn':>8} {'vs linear':>9}")
-    for w, rate in sorted(results.items()):
+    print(f"{os.cpu_count()} CPUs; 'machine' is the share of all CPUs busy, 'sink' the share of "
+          "one core the (single-process) sink used")
+    print(f"{'workers':>7} {'conns':>5} {'msg/s':>8} {'per conn':>8} {'vs linear':>9} "
+          f"{'machine':>8} {'sink':>6}")
+    for w, (rate, busy, sink) in sorted(results.items()):
         conns = w * args.connections
         eff = rate / (per_conn * conns)
-        print(f"{w:>7} {conns:>5} {rate:>8.1f} {rate / conns:>8.1f} {eff:>8.0%}"
-              + ("" if eff >= 0.8 else "  < 80 %"))
+        note = "" if eff >= 0.8 else ("  < 80 %: sink saturated" if sink >= 0.85
+                                      else "  < 80 %: machine saturated" if busy >= 0.9
+                                      else "  < 80 %")
+        print(f"{w:>7} {conns:>5} {rate:>8.1f} {rate / conns:>8.1f} {eff:>8.0%} "
+              f"{busy:>8.0%} {sink:>6.0%}" + note)
 
 
 if __name__ == "__main__":
