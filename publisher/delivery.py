@@ -69,14 +69,18 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def due(now: datetime):
+    """The outbox rows a claim takes at *now*: pending, deferred and due, or claimed long ago."""
+    return or_(outbox.c.status == "pending",
+               and_(outbox.c.status == "deferred", outbox.c.next_attempt_at <= now),
+               and_(outbox.c.status == "claimed", outbox.c.claimed_at < now - CLAIM_TIMEOUT))
+
+
 def claim_batch(store: Store, now: datetime, limit: int, edition_id: int | None = None) -> list:
     """Claim up to *limit* due rows for this process; return them joined with subscribers."""
     me = worker_id()
-    due = or_(outbox.c.status == "pending",
-              and_(outbox.c.status == "deferred", outbox.c.next_attempt_at <= now),
-              and_(outbox.c.status == "claimed", outbox.c.claimed_at < now - CLAIM_TIMEOUT))
     with store.engine.begin() as conn:
-        q = select(outbox.c.id).where(due).order_by(outbox.c.id).limit(limit)
+        q = select(outbox.c.id).where(due(now)).order_by(outbox.c.id).limit(limit)
         if edition_id is not None:
             q = q.where(outbox.c.edition_id == edition_id)
         if conn.dialect.name == "postgresql":
@@ -190,13 +194,12 @@ def dry_run(config: Config, store: Store, edition_id: int, *, batch: int = 2000)
 
 
 def count_due(store: Store, now: datetime, edition_id: int | None = None) -> int:
-    due = or_(outbox.c.status.in_(("pending", "claimed")),
-              and_(outbox.c.status == "deferred", outbox.c.next_attempt_at <= now))
-    q = select(func.count()).select_from(outbox).where(due)
+    """How many rows a claim would take now."""
+    q = select(func.count()).select_from(outbox).where(due(now))
     if edition_id is not None:
         q = q.where(outbox.c.edition_id == edition_id)
     with store.engine.connect() as conn:
-        return conn.execute(q).scalar() or 0
+        return int(conn.execute(q).scalar() or 0)
 
 
 def complete_editions(store: Store) -> None:

@@ -42,14 +42,13 @@ from datetime import datetime
 from celery import Celery
 from kombu import Exchange, Queue
 from kombu.exceptions import KombuError
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import text
 
 from . import delivery, feeds, syndication
 from .config import CONFIG_ENV, Config, QueueConfig, load_config
 from .errors import ConfigError, DeliveryError
 from .leader import Liveness
 from .pipeline import open_store
-from .schema import outbox
 from .store import Store, utcnow
 from .transport import Transport, make_transport
 
@@ -184,19 +183,6 @@ def run_send_batch(config: Config, store: Store, *, edition_id: int | None = Non
     return counts
 
 
-def count_due(store: Store, now: datetime, edition_id: int | None = None) -> int:
-    """Outbox rows a claim would take now (the predicate of ``claim_batch``)."""
-    due = or_(outbox.c.status == "pending",
-              and_(outbox.c.status == "deferred", outbox.c.next_attempt_at <= now),
-              and_(outbox.c.status == "claimed",
-                   outbox.c.claimed_at < now - delivery.CLAIM_TIMEOUT))
-    q = select(func.count()).select_from(outbox).where(due)
-    if edition_id is not None:
-        q = q.where(outbox.c.edition_id == edition_id)
-    with store.engine.connect() as conn:
-        return int(conn.execute(q).scalar() or 0)
-
-
 def _send_inline(config: Config, store: Store, edition_id: int | None) -> Counter:
     """Without a queue: one thread per SMTP connection, each draining batch by batch."""
     threads = config.email.smtp.connections if config.email.transport == "smtp" else 1
@@ -229,7 +215,7 @@ def dispatch_send(config: Config, store: Store, *, edition_id: int | None = None
         return _send_inline(config, store, edition_id)
     if _is_postgres(store):
         Liveness(config.storage.database_url).reap(store)
-    due = count_due(store, utcnow(), edition_id)
+    due = delivery.count_due(store, utcnow(), edition_id)
     slots = -(-due // config.email.batch_size) - waiting(config, SEND)
     n = enqueue(config, SEND, [[edition_id]] * max(0, slots))
     if n:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -104,7 +105,7 @@ def test_demo_as_of(tmp_path):
     as_of = load_config(p).demo_as_of
     assert as_of == datetime(2026, 11, 26, 22, 0, tzinfo=timezone(timedelta(hours=8)))
     p.write_text(base + "as_of = 2026-11-26T14:00:00Z\n", encoding="utf-8")  # a TOML datetime
-    assert load_config(p).demo_as_of == datetime(2026, 11, 26, 14, 0, tzinfo=timezone.utc)
+    assert load_config(p).demo_as_of == datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
     p.write_text(base + 'as_of = "last tuesday"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="demo.as_of: not an ISO 8601"):
         load_config(p)

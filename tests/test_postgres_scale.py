@@ -192,11 +192,11 @@ def test_in_process_dispatch_on_sqlite_serializes_claims(tmp_path, smtp_server):
 def test_count_due_matches_claim_predicate(pg_edition):
     config, store, edition = pg_edition
     now = utcnow()
-    assert tasks.count_due(store, now, edition.id) == 30
+    assert delivery.count_due(store, now, edition.id) == 30
     delivery.claim_batch(store, now, 5, edition.id)
-    assert tasks.count_due(store, now, edition.id) == 25
+    assert delivery.count_due(store, now, edition.id) == 25
     # a claim older than the claim timeout counts as due again
-    assert tasks.count_due(store, now + delivery.CLAIM_TIMEOUT + timedelta(seconds=1)) == 30
+    assert delivery.count_due(store, now + delivery.CLAIM_TIMEOUT + timedelta(seconds=1)) == 30
 
 
 def test_feed_builds_wait_for_each_other(tmp_path, pg_url):
