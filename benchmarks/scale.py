@@ -9,7 +9,7 @@ Printed side by side: messages/s, and the efficiency against linear scaling in
 total connections from the 1-worker run measured in the same run (target ≥ 80 %
 until the sink or the CPU saturates; the ceiling per connection is 1/delay).
 
-    .venv/bin/python benchmarks/scale.py [--recipients 2000] [--connections 4]
+    .venv/bin/python benchmarks/scale.py [--recipients 6400] [--connections 4] [--batch 100]
 
 Needs PostgreSQL (127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379).
 """
@@ -209,11 +209,12 @@ def measure(config, store, edition_id, workers: int, args, logdir: Path,
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--recipients", type=int, default=2000)
+    p.add_argument("--recipients", type=int, default=6400)
     p.add_argument("--connections", type=int, default=4, help="SMTP connections per worker")
     p.add_argument("--workers", default="1,2,4")
     p.add_argument("--delay", type=float, default=0.02, help="sink latency per message (s)")
-    p.add_argument("--batch", type=int, default=25)
+    p.add_argument("--batch", type=int, default=100,
+                   help="outbox rows per task ([email].batch_size; production default 500)")
     p.add_argument("--broker", default="redis://127.0.0.1:6379/0")
     p.add_argument("--timeout", type=float, default=120)
     args = p.parse_args()
