@@ -99,7 +99,8 @@ def store(config):
     s.close()
 
 
-def _port_open(host: str, port: int) -> bool:
+def port_open(host: str, port: int) -> bool:
+    """Whether a service listens at host:port (tests skip, with the reason, when not)."""
     try:
         with socket.create_connection((host, port), timeout=1):
             return True
@@ -110,7 +111,7 @@ def _port_open(host: str, port: int) -> bool:
 @pytest.fixture
 def pg_url():
     """A fresh PostgreSQL database on 127.0.0.1:5432, dropped afterwards."""
-    if not _port_open(PG_HOST, PG_PORT):
+    if not port_open(PG_HOST, PG_PORT):
         pytest.skip("PostgreSQL is not listening on 127.0.0.1:5432")
     import psycopg
 

@@ -13,11 +13,11 @@ import pytest
 from publisher import tasks
 from publisher.config import load_config
 from publisher.store import Store
+from tests.conftest import port_open
 from tests.support.scale import (
     SlowHandler,
     claimers,
     edition_status,
-    port_open,
     release_redis_db,
     reserve_redis_db,
     rows_by,

@@ -7,7 +7,6 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,14 +26,6 @@ from tests.support.smtpserver import Handler
 
 ROOT = Path(__file__).resolve().parents[2]
 RESERVED = "publisher_test_reserved"
-
-
-def port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def reserve_redis_db(host: str = "127.0.0.1", port: int = 6379) -> int:
